@@ -1,0 +1,1 @@
+"""`modbot` subcommands, one module each (see bot.cli.COMMAND_MODULES)."""

@@ -1,0 +1,171 @@
+"""The instruction prompt: one template, its id, message normalisation and token-budget truncation.
+
+Training and serving both build prompts here, so what the adapter learned on is exactly what it sees
+in production. A prompt is three token runs, ``prefix + message + suffix``:
+
+    <instruction listing the categories>\n\nMessage:   <- prefix, identical for every message
+     <normalised message text>                         <- message, cut to a token budget
+    \n\nCategory:                                       <- suffix, the cue; the label follows it
+
+Each run is tokenised on its own, so the prefix's tokens never depend on the message (its key/value
+cache can be shared) and truncation can only ever cut the message.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .labels import LABELS
+
+# Recorded in every adapter's metadata; bump it whenever the text below changes.
+TEMPLATE_ID = "modbot-instruct-v1"
+
+INSTRUCTION = (
+    "Classify the following message from a social media platform. "
+    "It might contain hate speech, offensive language, or neither. "
+    "Answer with exactly one of these categories: hate, offensive, neutral."
+)
+MESSAGE_MARKER = "Message:"
+CUE = "Category:"
+
+DEFAULT_MAX_MESSAGE_TOKENS = 256
+TRUNCATION_MARK = " [...]"
+
+_DISCORD_USER = re.compile(r"<@!?\d+>")
+_DISCORD_ROLE = re.compile(r"<@&\d+>")
+_DISCORD_CHANNEL = re.compile(r"<#\d+>")
+_DISCORD_EMOJI = re.compile(r"<a?:(\w+):\d+>")
+_DISCORD_TIMESTAMP = re.compile(r"<t:-?\d+(?::[tTdDfFR])?>")
+_DISCORD_SLASH = re.compile(r"</([\w -]+):\d+>")
+# Twitter/plain-text handles; our own placeholders and @everyone/@here are kept as they are.
+_HANDLE = re.compile(r"(?<![\w@])@(?!(?:user|role|everyone|here)\b)\w+")
+_URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
+# Characters that render as nothing and are used to slip words past filters.
+_INVISIBLE = re.compile("[\u00ad\u200b\u200c\u200e\u200f\u2060\ufeff]")
+_WHITESPACE = re.compile(r"\s+")
+# Our own markers, wherever they appear inside a message, lose their colon so that the model sees
+# exactly one "Message:" and one "Category:" per prompt.
+_MARKERS = re.compile(r"\b(message|category)\s*:", re.IGNORECASE)
+
+
+def normalize_message(text: str) -> str:
+    """Turn a raw Discord message or tweet into the single line the model reads.
+
+    Decodes HTML entities (tweets arrive as ``&amp;`` and ``&#128514;``), folds look-alike Unicode,
+    replaces mentions, custom emoji and links with readable placeholders, collapses whitespace and
+    defuses the prompt's own markers.
+    """
+    for _ in range(3):  # entities are sometimes escaped twice (``&amp;#128514;``)
+        decoded = html.unescape(text)
+        if decoded == text:
+            break
+        text = decoded
+    text = unicodedata.normalize("NFKC", text)
+    text = _INVISIBLE.sub("", text)
+    text = _DISCORD_ROLE.sub("@role", text)
+    text = _DISCORD_USER.sub("@user", text)
+    text = _DISCORD_CHANNEL.sub("#channel", text)
+    text = _DISCORD_EMOJI.sub(r":\1:", text)
+    text = _DISCORD_TIMESTAMP.sub("[time]", text)
+    text = _DISCORD_SLASH.sub(r"/\1", text)
+    text = _URL.sub("[link]", text)
+    text = _HANDLE.sub("@user", text)
+    text = _WHITESPACE.sub(" ", text).strip()
+    return _MARKERS.sub(lambda m: f"{m.group(1)} -", text)
+
+
+def has_content(text: str | None) -> bool:
+    """Whether there is anything to classify once the message is normalised."""
+    return bool(text) and bool(normalize_message(text))
+
+
+def completion_text(label: str) -> str:
+    """The completion the model is trained to produce after the cue (note the leading space)."""
+    return f" {label}"
+
+
+def render_prompt(text: str) -> str:
+    """The prompt as text, without token truncation (for display and for generate()-style use)."""
+    return f"{INSTRUCTION}\n\n{MESSAGE_MARKER} {normalize_message(text)}\n\n{CUE}"
+
+
+@dataclass(frozen=True)
+class PromptIds:
+    """A tokenised prompt, kept in its three runs."""
+
+    prefix: tuple[int, ...]
+    message: tuple[int, ...]
+    suffix: tuple[int, ...]
+    truncated: bool = False
+
+    @property
+    def ids(self) -> list[int]:
+        return [*self.prefix, *self.message, *self.suffix]
+
+    def __len__(self) -> int:
+        return len(self.prefix) + len(self.message) + len(self.suffix)
+
+
+class PromptBuilder:
+    """Builds token ids for prompts and label completions with one tokenizer.
+
+    ``examples`` (text, label) pairs are placed between the instruction and the message: that is the
+    few-shot strategy, which trains nothing and puts labelled messages in the prompt instead.
+    """
+
+    def __init__(
+        self,
+        tokenizer,
+        max_message_tokens: int = DEFAULT_MAX_MESSAGE_TOKENS,
+        examples: Sequence[tuple[str, str]] = (),
+        labels: Sequence[str] = LABELS,
+    ) -> None:
+        if max_message_tokens < 8:
+            raise ValueError("max_message_tokens must be at least 8")
+        self.tokenizer = tokenizer
+        self.max_message_tokens = max_message_tokens
+        self.labels = tuple(labels)
+        shots = "".join(
+            f"{MESSAGE_MARKER} {normalize_message(text)}\n\n{CUE}{completion_text(label)}\n\n"
+            for text, label in examples
+        )
+        # Only the prefix may carry the tokenizer's special start token (if it adds one).
+        self.prefix = tuple(tokenizer(f"{INSTRUCTION}\n\n{shots}{MESSAGE_MARKER}").input_ids)
+        self.suffix = self._encode(f"\n\n{CUE}")
+        self._truncation_mark = self._encode(TRUNCATION_MARK)
+        self.label_ids: dict[str, tuple[int, ...]] = {
+            label: self._encode(completion_text(label)) for label in self.labels
+        }
+
+    def _encode(self, text: str) -> tuple[int, ...]:
+        return tuple(self.tokenizer(text, add_special_tokens=False).input_ids)
+
+    def encode(self, text: str) -> PromptIds:
+        """Tokenise one message into its prompt; a message over budget keeps its head and tail."""
+        budget = self.max_message_tokens
+        message = normalize_message(text)
+        # Tokenising a 50,000-character message costs more than classifying it: cut characters first,
+        # far above any budget (no token is shorter than one character).
+        max_chars = budget * 12
+        if len(message) > max_chars:
+            message = message[: max_chars * 3 // 4] + message[-max_chars // 4 :]
+        ids = self._encode(f" {message}")
+        if len(ids) <= budget:
+            return PromptIds(self.prefix, ids, self.suffix)
+        # Keep three quarters from the head and the rest from the tail: an insult at the end of a long
+        # message is still seen.
+        room = budget - len(self._truncation_mark)
+        head = room * 3 // 4
+        tail = room - head
+        cut = ids[:head] + self._truncation_mark + (ids[-tail:] if tail else ())
+        return PromptIds(self.prefix, cut, self.suffix, truncated=True)
+
+    def encode_example(self, text: str, label: str) -> tuple[list[int], list[int]]:
+        """Token ids and the loss labels of a training example: -100 everywhere but the completion."""
+        prompt = self.encode(text).ids
+        completion = list(self.label_ids[label])
+        return prompt + completion, [-100] * len(prompt) + completion
