@@ -13,6 +13,7 @@ from model.errors import ModbotError
 # One module per subcommand (or group of related subcommands), registered in this order.
 COMMAND_MODULES: tuple[str, ...] = (
     "bot.commands.classify",
+    "bot.commands.demo",
 )
 
 
