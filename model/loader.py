@@ -8,7 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .adapter import ONE_D_WEIGHTS_FILE, AdapterInfo, base_fingerprint, check_compatible, read_adapter, shipped_adapter
+from .adapter import (
+    ONE_D_WEIGHTS_FILE,
+    AdapterInfo,
+    base_fingerprint,
+    check_compatible,
+    read_adapter,
+    shipped_adapter,
+)
 from .config import DEFAULT_MODEL, MODEL_ALIASES, ModelSettings, resolve_model_name
 from .errors import ModelError
 from .labels import LABELS
