@@ -1,0 +1,135 @@
+"""The bot: settings, the database and the classification service, wired into a discord.py Bot."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import aiosqlite
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from model import Classifier
+
+from . import storage
+from .service import ClassificationService, SupportsClassify
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+# One cog per feature, loaded in this order.
+EXTENSIONS: tuple[str, ...] = (
+    "bot.cogs.flagging",
+    "bot.cogs.review",
+    "bot.cogs.admin",
+)
+
+
+def intents() -> discord.Intents:
+    """Only what the bot reads: guilds, their messages, and the messages' text (a privileged intent)."""
+    wanted = discord.Intents.none()
+    wanted.guilds = True
+    wanted.guild_messages = True
+    wanted.message_content = True
+    return wanted
+
+
+class ModBot(commands.Bot):
+    """Holds the settings, the database connection and the classification service for the cogs."""
+
+    def __init__(self, settings: Settings, *, classifier: SupportsClassify | None = None) -> None:
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=intents(),
+            help_command=None,
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
+        self.settings = settings
+        self._given_classifier = classifier
+        self._db: aiosqlite.Connection | None = None
+        self._service: ClassificationService | None = None
+        self.failed_extensions: dict[str, BaseException] = {}
+        self.tree.on_error = self.on_app_command_error
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise RuntimeError("the database is opened in setup_hook")
+        return self._db
+
+    @property
+    def service(self) -> ClassificationService:
+        if self._service is None:
+            raise RuntimeError("the classification service is started in setup_hook")
+        return self._service
+
+    async def setup_hook(self) -> None:
+        self._db = await storage.open_database(self.settings.db_path)
+        classifier = self._given_classifier
+        if classifier is None:
+            # Loading takes seconds: do it off the event loop.
+            classifier = await asyncio.to_thread(Classifier.from_settings, self.settings.model)
+        self._service = ClassificationService(
+            classifier,
+            batch_size=self.settings.model.batch_size,
+            queue_size=self.settings.queue_size,
+            max_wait=self.settings.batch_wait_ms / 1000,
+        )
+        log.info("Classifier: %s, adapter %s", classifier.model_name, classifier.adapter_version)
+        for extension in EXTENSIONS:
+            try:
+                await self.load_extension(extension)
+            except Exception as exc:
+                self.failed_extensions[extension] = exc
+                log.exception("Could not load %s; the bot runs without it", extension)
+        if self.settings.sync_commands:
+            await self.sync_commands()
+
+    async def sync_commands(self) -> None:
+        if self.settings.dev_guild is not None:
+            guild = discord.Object(self.settings.dev_guild)
+            self.tree.copy_global_to(guild=guild)
+            synced = await self.tree.sync(guild=guild)
+            log.info("Synced %d commands to the development guild %d", len(synced), guild.id)
+        else:
+            synced = await self.tree.sync()
+            log.info("Synced %d global commands", len(synced))
+
+    async def on_ready(self) -> None:
+        log.info("Connected as %s (%s) to %d servers", self.user, getattr(self.user, "id", "?"), len(self.guilds))
+
+    async def on_app_command_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        """The one global handler: cogs answer the errors they expect; this logs, and answers the rest."""
+        command = interaction.command.qualified_name if interaction.command else "?"
+        if isinstance(error, app_commands.CheckFailure | app_commands.TransformerError):
+            log.debug("/%s refused for user %s: %s", command, interaction.user.id, error)
+        else:
+            original = getattr(error, "original", error)
+            log.error("/%s failed", command, exc_info=(type(original), original, original.__traceback__))
+        if not interaction.response.is_done():
+            message = str(error) if isinstance(error, app_commands.CheckFailure) else (
+                "Something went wrong; the error was logged for the bot's owner."
+            )
+            try:
+                await interaction.response.send_message(message, ephemeral=True)
+            except discord.HTTPException:
+                log.debug("Could not answer the failed interaction", exc_info=True)
+
+    async def close(self) -> None:
+        try:
+            await super().close()
+        finally:
+            if self._service is not None:
+                await self._service.close()
+                self._service = None
+            if self._db is not None:
+                await self._db.close()
+                self._db = None
+
+
+def create_bot(settings: Settings, *, classifier: SupportsClassify | None = None) -> ModBot:
+    """Build the whole bot without connecting. ``classifier``: an already loaded one (tests, the demo)."""
+    return ModBot(settings, classifier=classifier)

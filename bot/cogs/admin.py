@@ -1,0 +1,270 @@
+"""The /mod commands: review channel, thresholds, actions, exemptions, the queue, statistics, settings."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Literal
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from model.labels import FLAGGABLE, LABELS
+
+from .. import cards, storage
+from ..bot import ModBot
+from ..service import QueueFull, ServiceClosed
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 5
+NO_REVIEW_CHANNEL = (
+    "\n\n**No review channel is set**: flagged messages are stored but not posted. "
+    "Set one with `/mod setup review_channel:#channel`."
+)
+PERMISSION_NAMES = {"manage_guild": "Manage Server", "manage_messages": "Manage Messages"}
+
+Label = Literal["hate", "offensive"]
+Action = Literal["flag", "delete", "timeout", "none"]
+ExemptChannel = discord.TextChannel | discord.Thread | discord.CategoryChannel | discord.VoiceChannel | discord.ForumChannel
+
+
+@app_commands.guild_only()
+@app_commands.default_permissions(manage_messages=True)
+class Admin(commands.GroupCog, group_name="mod", group_description="modbot moderation settings and review"):
+    def __init__(self, bot: ModBot) -> None:
+        self.bot = bot
+        super().__init__()
+
+    async def cog_app_command_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        if interaction.response.is_done():
+            return
+        if isinstance(error, app_commands.MissingPermissions):
+            needed = " and ".join(PERMISSION_NAMES.get(p, p) for p in error.missing_permissions)
+            await interaction.response.send_message(f"You need the {needed} permission to use this.", ephemeral=True)
+        elif isinstance(error, app_commands.NoPrivateMessage):
+            await interaction.response.send_message("This command works only in a server.", ephemeral=True)
+
+    async def _reply(self, interaction: discord.Interaction, content: str | None = None, **kwargs) -> None:
+        """Answer ephemerally, reminding moderators to set a review channel while there is none."""
+        config = await storage.get_guild_config(self.bot.db, interaction.guild_id)
+        if config.review_channel_id is None:
+            content = (content or "") + NO_REVIEW_CHANNEL
+        await interaction.response.send_message(content, ephemeral=True, **kwargs)
+
+    # ------------------------------------------------------------------ settings (Manage Server)
+
+    @app_commands.command(name="setup", description="Choose the channel where review cards are posted")
+    @app_commands.describe(review_channel="The channel for review cards (only moderators should see it)")
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def setup_(self, interaction: discord.Interaction, review_channel: discord.TextChannel) -> None:
+        me = interaction.guild.me
+        permissions = review_channel.permissions_for(me)
+        missing = [name for name, ok in (("View Channel", permissions.view_channel),
+                                         ("Send Messages", permissions.send_messages),
+                                         ("Embed Links", permissions.embed_links)) if not ok]
+        await storage.set_review_channel(self.bot.db, interaction.guild_id, review_channel.id, discord.utils.utcnow())
+        log.info("Guild %d: review channel set to %d by %d", interaction.guild_id, review_channel.id,
+                 interaction.user.id)
+        message = f"Review cards will be posted in {review_channel.mention}."
+        if missing:
+            message += f"\n⚠️ I am missing {', '.join(missing)} there: grant them or cards cannot be posted."
+        await interaction.response.send_message(message, ephemeral=True)
+
+    @app_commands.command(name="threshold", description="Set the probability from which a label is flagged")
+    @app_commands.describe(label="hate or offensive", value="From 0.0 to 1.0 (default 0.5); lower flags more")
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def threshold(
+        self, interaction: discord.Interaction, label: Label, value: app_commands.Range[float, 0.0, 1.0]
+    ) -> None:
+        await storage.set_threshold(self.bot.db, interaction.guild_id, label, value, discord.utils.utcnow())
+        await self._reply(interaction, f"Messages are now flagged as **{label}** from a probability of {value:.2f}.")
+
+    @app_commands.command(name="action", description="Choose what happens to a message flagged with a label")
+    @app_commands.describe(
+        label="hate or offensive",
+        action="flag: post a card; delete: delete it and post a card; timeout: also time the author out; none: ignore",
+        minutes="Timeout length in minutes (for timeout; default 10)",
+    )
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def action(
+        self,
+        interaction: discord.Interaction,
+        label: Label,
+        action: Action,
+        minutes: app_commands.Range[int, 1, 40320] | None = None,
+    ) -> None:
+        await storage.set_action(self.bot.db, interaction.guild_id, label, action, minutes, discord.utils.utcnow())
+        config = await storage.get_guild_config(self.bot.db, interaction.guild_id)
+        described = {
+            "flag": "a review card is posted",
+            "delete": "the message is deleted and a review card is posted",
+            "timeout": f"the message is deleted, its author timed out for {config.timeout_minutes[label]} min, "
+                       "and a review card is posted",
+            "none": "nothing happens",
+        }[action]
+        await self._reply(interaction, f"When a message is flagged as **{label}**, {described}.")
+
+    @app_commands.command(name="exempt", description="Stop classifying messages in a channel or from a role")
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def exempt(
+        self, interaction: discord.Interaction, channel: ExemptChannel | None = None, role: discord.Role | None = None
+    ) -> None:
+        await self._change_exemption(interaction, channel, role, add=True)
+
+    @app_commands.command(name="unexempt", description="Classify messages in a channel or from a role again")
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def unexempt(
+        self, interaction: discord.Interaction, channel: ExemptChannel | None = None, role: discord.Role | None = None
+    ) -> None:
+        await self._change_exemption(interaction, channel, role, add=False)
+
+    async def _change_exemption(self, interaction, channel, role, *, add: bool) -> None:
+        if (channel is None) == (role is None):
+            await interaction.response.send_message("Give either a channel or a role.", ephemeral=True)
+            return
+        kind, target = ("channel", channel) if channel is not None else ("role", role)
+        if add:
+            changed = await storage.add_exemption(self.bot.db, interaction.guild_id, kind, target.id,
+                                                  interaction.user.id, discord.utils.utcnow())
+            text = f"Messages {'in' if kind == 'channel' else 'from'} {target.mention} are " + (
+                "no longer classified." if changed else "already exempt.")
+        else:
+            changed = await storage.remove_exemption(self.bot.db, interaction.guild_id, kind, target.id)
+            text = f"Messages {'in' if kind == 'channel' else 'from'} {target.mention} " + (
+                "are classified again." if changed else "were not exempt.")
+        await self._reply(interaction, text)
+
+    @app_commands.command(name="settings", description="Show this server's modbot settings")
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def settings(self, interaction: discord.Interaction) -> None:
+        config = await storage.get_guild_config(self.bot.db, interaction.guild_id)
+        embed = discord.Embed(title="modbot settings", colour=discord.Colour.blurple())
+        embed.add_field(
+            name="Review channel",
+            value=f"<#{config.review_channel_id}>" if config.review_channel_id else "not set",
+            inline=False,
+        )
+        for label in FLAGGABLE:
+            action = config.actions[label]
+            if action == "timeout":
+                action += f" ({config.timeout_minutes[label]} min)"
+            embed.add_field(name=label.capitalize(), value=f"threshold {config.thresholds[label]:.2f}\naction {action}")
+        exempt = [f"<#{c}>" for c in sorted(config.exempt_channels)] + [f"<@&{r}>" for r in sorted(config.exempt_roles)]
+        embed.add_field(name="Exempt", value=", ".join(exempt) or "nothing", inline=False)
+        embed.add_field(
+            name="Model",
+            value=f"{self.bot.service.model_name} · adapter {self.bot.service.adapter_version}",
+            inline=False,
+        )
+        await self._reply(interaction, embed=embed)
+
+    # ------------------------------------------------------------------ moderators (Manage Messages)
+
+    @app_commands.command(name="queue", description="Flags not reviewed yet, newest first")
+    @app_commands.checks.has_permissions(manage_messages=True)
+    async def queue(self, interaction: discord.Interaction) -> None:
+        view = QueuePages(self.bot, interaction.guild_id, interaction.user.id)
+        embed = await view.render()
+        await self._reply(interaction, embed=embed, view=view)
+
+    @app_commands.command(name="stats", description="What the bot classified and how often moderators agreed")
+    @app_commands.checks.has_permissions(manage_messages=True)
+    async def stats(self, interaction: discord.Interaction) -> None:
+        now = discord.utils.utcnow()
+        embed = discord.Embed(title="modbot statistics", colour=discord.Colour.blurple())
+        for days in (7, 30):
+            s = await storage.stats(self.bot.db, interaction.guild_id, now - timedelta(days=days))
+            lines = [f"classified {s.classified}, corrections {s.corrections}"]
+            for label in LABELS:
+                ls = s.labels[label]
+                line = f"**{label}**: predicted {ls.predicted}"
+                if label in FLAGGABLE:
+                    precision = f"{ls.precision:.0%}" if ls.precision is not None else "n/a"
+                    line += (f", flagged {ls.flags}, reviewed {ls.reviewed}, confirmed {ls.confirmed}"
+                             f" (precision {precision})")
+                lines.append(line)
+            embed.add_field(name=f"Last {days} days", value="\n".join(lines), inline=False)
+        service = self.bot.service.stats()
+        embed.add_field(
+            name="Model",
+            value=f"{self.bot.service.model_name} · adapter {self.bot.service.adapter_version}\n"
+                  f"since start: {service.classified} classified in {service.batches} batches, "
+                  f"{service.dropped} dropped (queue full)",
+            inline=False,
+        )
+        await self._reply(interaction, embed=embed)
+
+    @app_commands.command(name="classify", description="Label a text with the bot's model (only you see it)")
+    @app_commands.describe(text="The text to label")
+    @app_commands.checks.has_permissions(manage_messages=True)
+    async def classify(self, interaction: discord.Interaction, text: app_commands.Range[str, 1, 2000]) -> None:
+        try:
+            prediction = await self.bot.service.classify(text)
+        except (QueueFull, ServiceClosed):
+            await interaction.response.send_message("The classifier is busy; try again in a moment.", ephemeral=True)
+            return
+        config = await storage.get_guild_config(self.bot.db, interaction.guild_id)
+        flag = config.flag_label(prediction.probabilities)
+        verdict = f"would be flagged as **{flag}**" if flag else "would not be flagged"
+        await self._reply(
+            interaction,
+            f"**{prediction.label}** — {cards.probabilities_text(prediction.probabilities)}\n"
+            f"In this server it {verdict}. ({prediction.model} · adapter {prediction.adapter_version})",
+        )
+
+
+class QueuePages(discord.ui.View):
+    """Pages through the unreviewed flags, PAGE_SIZE at a time."""
+
+    def __init__(self, bot: ModBot, guild_id: int, user_id: int) -> None:
+        super().__init__(timeout=600)
+        self.bot = bot
+        self.guild_id = guild_id
+        self.user_id = user_id
+        self.page = 0
+        self.total = 0
+
+    async def render(self) -> discord.Embed:
+        flags, self.total = await storage.unreviewed_flags(
+            self.bot.db, self.guild_id, limit=PAGE_SIZE, offset=self.page * PAGE_SIZE
+        )
+        pages = max(1, -(-self.total // PAGE_SIZE))
+        embed = discord.Embed(title=f"Flags to review: {self.total}", colour=discord.Colour.gold())
+        if not flags:
+            embed.description = "Nothing to review."
+        for flag in flags:
+            where = cards.jump_url(flag.guild_id, flag.channel_id, flag.message_id)
+            card = (f" · [card]({cards.jump_url(flag.guild_id, flag.card_channel_id, flag.card_message_id)})"
+                    if flag.card_message_id else " · no card posted")
+            text = cards.quote(flag.text, limit=150) if flag.text is not None else "*text erased*"
+            embed.add_field(
+                name=f"#{flag.id} {flag.label} ({flag.prediction.probabilities[flag.label]:.2f})",
+                value=f"<@{flag.author_id}> in <#{flag.channel_id}> {discord.utils.format_dt(flag.created_at, 'R')}"
+                      f" · [message]({where}){card}\n{text}",
+                inline=False,
+            )
+        embed.set_footer(text=f"page {self.page + 1} of {pages}")
+        self.previous.disabled = self.page == 0
+        self.next.disabled = self.page + 1 >= pages
+        return embed
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        return interaction.user.id == self.user_id
+
+    @discord.ui.button(label="Previous", style=discord.ButtonStyle.secondary)
+    async def previous(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
+        self.page = max(0, self.page - 1)
+        await interaction.response.edit_message(embed=await self.render(), view=self)
+
+    @discord.ui.button(label="Next", style=discord.ButtonStyle.secondary)
+    async def next(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
+        self.page += 1
+        await interaction.response.edit_message(embed=await self.render(), view=self)
+
+
+async def setup(bot: ModBot) -> None:
+    await bot.add_cog(Admin(bot))

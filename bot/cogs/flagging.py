@@ -1,0 +1,151 @@
+"""Flagging: classify every new or edited message, store the prediction, act, and post a review card."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import discord
+from discord.ext import commands
+
+from model.prompt import has_content
+
+from .. import cards, storage
+from ..bot import ModBot
+from ..service import QueueFull, ServiceClosed
+
+log = logging.getLogger(__name__)
+
+# Message types that carry text a member wrote.
+USER_MESSAGE_TYPES = (discord.MessageType.default, discord.MessageType.reply)
+
+
+class Flagging(commands.Cog):
+    def __init__(self, bot: ModBot) -> None:
+        self.bot = bot
+        # Messages the bot deleted itself (the delete and timeout actions): their text is kept for review.
+        self._deleted_by_us: set[int] = set()
+
+    @commands.Cog.listener()
+    async def on_message(self, message: discord.Message) -> None:
+        await self.check(message, edited=False)
+
+    @commands.Cog.listener()
+    async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
+        before = payload.cached_message
+        if before is not None and before.content == payload.message.content:
+            return  # an embed unfurled, a pin: the text did not change
+        await self.check(payload.message, edited=True)
+
+    @commands.Cog.listener()
+    async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
+        await self.forget(payload.message_id)
+
+    @commands.Cog.listener()
+    async def on_raw_bulk_message_delete(self, payload: discord.RawBulkMessageDeleteEvent) -> None:
+        for message_id in payload.message_ids:
+            await self.forget(message_id)
+
+    # ------------------------------------------------------------------ classification
+
+    async def check(self, message: discord.Message, *, edited: bool) -> None:
+        if message.guild is None or message.author.bot or message.webhook_id is not None:
+            return
+        if message.type not in USER_MESSAGE_TYPES or not has_content(message.content):
+            return
+        config = await storage.get_guild_config(self.bot.db, message.guild.id)
+        channel = message.channel
+        channel_ids = {channel.id, getattr(channel, "parent_id", None), getattr(channel, "category_id", None)}
+        parent = getattr(channel, "parent", None)
+        if parent is not None:
+            channel_ids.add(getattr(parent, "category_id", None))
+        channel_ids.discard(None)
+        if config.review_channel_id in channel_ids:
+            return  # moderators discuss flagged messages there
+        role_ids = [role.id for role in getattr(message.author, "roles", ())]
+        if config.is_exempt(channel_ids, role_ids):
+            return
+        try:
+            prediction = await self.bot.service.classify(message.content)
+        except QueueFull:
+            log.warning("Message %d in channel %d was not classified: the queue is full", message.id, channel.id)
+            return
+        except ServiceClosed:
+            return
+        label = config.flag_label(prediction.probabilities)
+        log.debug("Message %d: %s %s", message.id, prediction.label, prediction.probabilities)
+        record = await storage.add_prediction(
+            self.bot.db,
+            guild_id=message.guild.id,
+            channel_id=channel.id,
+            message_id=message.id,
+            author_id=message.author.id,
+            prediction=prediction,
+            text=message.content if label else None,
+            now=discord.utils.utcnow(),
+        )
+        if label is None:
+            return
+        if edited and await storage.flag_for_message(self.bot.db, message.id) is not None:
+            return  # one card per message: the card already posted shows what was flagged
+        flag = await storage.add_flag(
+            self.bot.db, record, label=label, action=config.actions[label], now=discord.utils.utcnow()
+        )
+        log.info("Flagged message %d in channel %d as %s (%.2f): flag %d", message.id, channel.id, label,
+                 prediction.probabilities[label], flag.id)
+        if flag.action in ("delete", "timeout"):
+            result = await self.act(message, flag, config.timeout_minutes[label])
+            await storage.set_flag_action_result(self.bot.db, flag.id, result)
+            flag = await storage.get_flag(self.bot.db, flag.id)
+        if config.review_channel_id is None:
+            return  # stored, shown by /mod queue; /mod tells moderators to set a review channel
+        review_channel = self.bot.get_channel(config.review_channel_id)
+        if review_channel is None:
+            log.warning("Guild %d: the review channel %d no longer exists", message.guild.id,
+                        config.review_channel_id)
+            return
+        await cards.post_card(self.bot, flag, review_channel)
+
+    async def act(self, message: discord.Message, flag: storage.Flag, minutes: int) -> str:
+        """Delete the message and, for ``timeout``, time its author out. Returns what happened."""
+        done = []
+        self._deleted_by_us.add(message.id)
+        try:
+            await message.delete()
+            done.append("message deleted")
+        except discord.NotFound:
+            self._deleted_by_us.discard(message.id)
+            done.append("the message was already deleted")
+        except discord.HTTPException as exc:
+            self._deleted_by_us.discard(message.id)
+            log.warning("Could not delete flagged message %d: %s", message.id, exc)
+            done.append(f"could not delete the message ({exc.text or exc.status})")
+        if flag.action == "timeout":
+            member = message.author
+            if not isinstance(member, discord.Member):
+                done.append("could not time out the author (no longer a member)")
+                return "; ".join(done)
+            try:
+                await member.timeout(
+                    timedelta(minutes=minutes), reason=f"modbot: flagged as {flag.label} (flag {flag.id})"
+                )
+                done.append(f"author timed out for {minutes} min")
+            except discord.HTTPException as exc:
+                log.warning("Could not time out the author of flagged message %d: %s", message.id, exc)
+                done.append(f"could not time out the author ({exc.text or exc.status})")
+        return "; ".join(done)
+
+    # ------------------------------------------------------------------ deletions
+
+    async def forget(self, message_id: int) -> None:
+        if message_id in self._deleted_by_us:
+            self._deleted_by_us.discard(message_id)
+            return
+        for flag_id in await storage.forget_message(self.bot.db, message_id):
+            flag = await storage.get_flag(self.bot.db, flag_id)
+            if flag is not None:
+                await cards.refresh_card(self.bot, flag)
+
+
+async def setup(bot: ModBot) -> None:
+    await bot.add_cog(Flagging(bot))

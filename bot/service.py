@@ -1,0 +1,181 @@
+"""The classification service: the one owner of the model inside the bot.
+
+Messages go into a bounded asyncio queue; a drain task takes them out in micro-batches (up to the
+batch size, or whatever arrived within a few milliseconds) and runs each batch on a single worker
+thread, so the event loop never runs a forward pass and a burst becomes a few large batches.
+
+The classifier is read once per batch, so :meth:`ClassificationService.swap` replaces it between
+batches: messages already in a batch finish on the old one, the next batch uses the new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Protocol
+
+from model import Prediction
+from model.errors import ModbotError
+
+log = logging.getLogger(__name__)
+
+
+class SupportsClassify(Protocol):
+    """What the service needs of a classifier (model.Classifier, or a stand-in with the same contract)."""
+
+    model_name: str
+    adapter_version: str
+
+    def classify(self, texts: list[str]) -> list[Prediction]: ...
+
+
+class QueueFull(ModbotError):
+    """The service's queue is full: the message was dropped (and counted)."""
+
+
+class ServiceClosed(ModbotError):
+    """The service was closed before the message was classified."""
+
+
+@dataclass(frozen=True)
+class ServiceStats:
+    queued: int
+    classified: int
+    dropped: int
+    batches: int
+    largest_batch: int
+    batch_sizes: dict[int, int]  # batch size -> how many batches had it
+    seconds_in_model: float
+
+
+class ClassificationService:
+    def __init__(
+        self,
+        classifier: SupportsClassify,
+        *,
+        batch_size: int = 16,
+        queue_size: int = 1000,
+        max_wait: float = 0.005,
+    ) -> None:
+        self._classifier = classifier
+        self.batch_size = max(1, batch_size)
+        self.max_wait = max(0.0, max_wait)
+        self._queue: asyncio.Queue[tuple[str, asyncio.Future[Prediction]]] = asyncio.Queue(maxsize=queue_size)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modbot-classifier")
+        self._drainer: asyncio.Task[None] | None = None
+        self._closed = False
+        self.classified = 0
+        self.dropped = 0
+        self._batch_sizes: Counter[int] = Counter()
+        self._seconds_in_model = 0.0
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def classifier(self) -> SupportsClassify:
+        return self._classifier
+
+    @property
+    def model_name(self) -> str:
+        return self._classifier.model_name
+
+    @property
+    def adapter_version(self) -> str:
+        return self._classifier.adapter_version
+
+    def swap(self, classifier: SupportsClassify) -> SupportsClassify:
+        """Serve the next batch with ``classifier``; return the one it replaces."""
+        previous, self._classifier = self._classifier, classifier
+        log.info("Classifier swapped: %s %s -> %s %s", previous.model_name, previous.adapter_version,
+                 classifier.model_name, classifier.adapter_version)
+        return previous
+
+    async def classify(self, text: str) -> Prediction:
+        """Queue ``text`` and wait for its prediction. Raises QueueFull when the queue is full."""
+        if self._closed:
+            raise ServiceClosed("the classification service is closed")
+        future: asyncio.Future[Prediction] = asyncio.get_running_loop().create_future()
+        try:
+            self._queue.put_nowait((text, future))
+        except asyncio.QueueFull:
+            self.dropped += 1
+            log.warning(
+                "Classification queue full (%d waiting): a message was dropped, %d dropped since start",
+                self._queue.qsize(), self.dropped,
+            )
+            raise QueueFull(f"the classification queue is full ({self._queue.maxsize} messages)") from None
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.get_running_loop().create_task(self._drain(), name="modbot-classify-drain")
+        return await future
+
+    def stats(self) -> ServiceStats:
+        return ServiceStats(
+            queued=self._queue.qsize(),
+            classified=self.classified,
+            dropped=self.dropped,
+            batches=sum(self._batch_sizes.values()),
+            largest_batch=max(self._batch_sizes, default=0),
+            batch_sizes=dict(sorted(self._batch_sizes.items())),
+            seconds_in_model=self._seconds_in_model,
+        )
+
+    async def close(self) -> None:
+        """Stop: fail what is still queued and release the worker thread."""
+        self._closed = True
+        if self._drainer is not None and not self._drainer.done():
+            self._drainer.cancel()
+            try:
+                await self._drainer
+            except asyncio.CancelledError:
+                pass
+        while not self._queue.empty():
+            _, future = self._queue.get_nowait()
+            if not future.done():
+                future.set_exception(ServiceClosed("the classification service was closed"))
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # ------------------------------------------------------------------ the drain
+
+    async def _drain(self) -> None:
+        """Run batches until the queue is empty, then end (the next message starts a new drain)."""
+        loop = asyncio.get_running_loop()
+        while not self._queue.empty():
+            if self._queue.qsize() < self.batch_size and self.max_wait > 0:
+                # Let a burst accumulate for a few milliseconds rather than run a batch of one. The wait
+                # happens on the worker thread, idle until this batch is formed: the event loop stays free
+                # and no loop timer is involved (SimCord's virtual clock would hold a timer back).
+                await loop.run_in_executor(self._executor, time.sleep, self.max_wait)
+            batch = []
+            while len(batch) < self.batch_size and not self._queue.empty():
+                text, future = self._queue.get_nowait()
+                if not future.done():  # its waiter may have been cancelled
+                    batch.append((text, future))
+            if not batch:
+                continue
+            classifier = self._classifier  # read once: a swap takes effect at the next batch
+            texts = [text for text, _ in batch]
+            started = time.perf_counter()
+            try:
+                predictions = await loop.run_in_executor(self._executor, classifier.classify, texts)
+            except asyncio.CancelledError:
+                for _, future in batch:
+                    future.cancel()
+                raise
+            except Exception as exc:
+                log.exception("Classifying a batch of %d messages failed", len(batch))
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            elapsed = time.perf_counter() - started
+            self._seconds_in_model += elapsed
+            self._batch_sizes[len(batch)] += 1
+            self.classified += len(batch)
+            log.debug("Classified a batch of %d in %.1f ms", len(batch), elapsed * 1000)
+            for (_, future), prediction in zip(batch, predictions, strict=True):
+                if not future.done():
+                    future.set_result(prediction)

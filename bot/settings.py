@@ -1,0 +1,127 @@
+"""The bot's settings: one frozen dataclass built once from the environment (and `.env`)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from model import ModelSettings
+from model.errors import ModbotError
+
+DEFAULT_DB = Path("modbot.sqlite3")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class SettingsError(ModbotError):
+    """A bot setting is missing or not valid; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the bot needs to start. Build it with :meth:`from_env`; it validates itself."""
+
+    token: str | None = field(default=None, repr=False)  # never printed, never logged
+    db_path: Path = DEFAULT_DB
+    dev_guild: int | None = None
+    retention_days: int = 30
+    queue_size: int = 1000
+    batch_wait_ms: float = 5.0
+    log_level: str = "INFO"
+    sync_commands: bool = True
+    model: ModelSettings = field(default_factory=ModelSettings)
+
+    def __post_init__(self) -> None:
+        if self.retention_days < 1:
+            raise SettingsError(
+                f"MODBOT_RETENTION_DAYS={self.retention_days} is not valid: use a whole number of days, 1 or more."
+            )
+        if self.queue_size < 1:
+            raise SettingsError(f"MODBOT_QUEUE_SIZE={self.queue_size} is not valid: use a whole number, 1 or more.")
+        if not 0 <= self.batch_wait_ms <= 1000:
+            raise SettingsError(
+                f"MODBOT_BATCH_WAIT_MS={self.batch_wait_ms:g} is not valid: use a number of milliseconds from 0 to 1000."
+            )
+        if self.log_level not in LOG_LEVELS:
+            raise SettingsError(f"MODBOT_LOG_LEVEL={self.log_level!r} is not valid: use one of {', '.join(LOG_LEVELS)}.")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read the settings from ``env`` or, by default, from the process environment and `.env`.
+
+        Variables already set in the environment win over `.env`, so a deployment can override the file.
+        """
+        if env is None:
+            from dotenv import load_dotenv
+
+            load_dotenv(override=False)
+            env = os.environ
+        token = env.get("DISCORD_TOKEN", "").strip() or None
+        db = env.get("MODBOT_DB", "").strip()
+        return cls(
+            token=token,
+            db_path=Path(db).expanduser() if db else DEFAULT_DB,
+            dev_guild=_optional_id(env, "MODBOT_DEV_GUILD"),
+            retention_days=_int(env, "MODBOT_RETENTION_DAYS", 30),
+            queue_size=_int(env, "MODBOT_QUEUE_SIZE", 1000),
+            batch_wait_ms=_float(env, "MODBOT_BATCH_WAIT_MS", 5.0),
+            log_level=(env.get("MODBOT_LOG_LEVEL", "").strip() or "INFO").upper(),
+            sync_commands=_bool(env, "MODBOT_SYNC_COMMANDS", True),
+            model=ModelSettings.from_env(env),
+        )
+
+    def require_token(self) -> str:
+        if not self.token:
+            raise SettingsError(
+                "DISCORD_TOKEN is not set: put the bot token from the Discord developer portal "
+                "(Applications > your app > Bot > Reset Token) in .env or the environment."
+            )
+        return self.token
+
+    @property
+    def logging_level(self) -> int:
+        return logging.getLevelName(self.log_level)
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a whole number (default {default}).") from None
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number (default {default:g}).") from None
+
+
+def _optional_id(env: Mapping[str, str], name: str) -> int | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) <= 0:
+        raise SettingsError(
+            f"{name}={raw!r} is not a Discord id: copy the server's id (Developer Mode > right-click the server > Copy Server ID)."
+        )
+    return int(raw)
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name}={raw!r} is not valid: use true or false.")

@@ -1,0 +1,634 @@
+"""Everything modbot keeps, in SQLite: the only module that writes SQL.
+
+Every function takes an open connection (from :func:`open_database`), uses parameters for every value
+and returns dataclasses. The connection is in autocommit mode and every write is one statement, so
+no write can be left half done; migrations are the one multi-statement transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiosqlite
+
+from model import Prediction
+from model.errors import ModbotError
+from model.labels import FLAGGABLE, LABELS
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+_MIGRATION_NAME = re.compile(r"^(\d{4})_(\w+)\.sql$")
+
+ACTIONS = ("flag", "delete", "timeout", "none")
+EXEMPTION_KINDS = ("channel", "role")
+
+
+class StorageError(ModbotError):
+    """The database cannot be opened or migrated."""
+
+
+# --------------------------------------------------------------------------- opening, migrations
+
+
+async def open_database(path: Path | str) -> aiosqlite.Connection:
+    """Open (creating if needed) the database at ``path`` and bring its schema up to date."""
+    path = Path(path)
+    if str(path) != ":memory:":
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"MODBOT_DB={path}: cannot create its directory: {exc}") from None
+    try:
+        conn = await aiosqlite.connect(path, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise StorageError(f"MODBOT_DB={path}: cannot open the database: {exc}") from None
+    try:
+        conn.row_factory = aiosqlite.Row
+        await conn.execute("PRAGMA journal_mode = WAL")
+        await conn.execute("PRAGMA foreign_keys = ON")
+        await conn.execute("PRAGMA synchronous = NORMAL")
+        await conn.execute("PRAGMA busy_timeout = 5000")
+        applied = await migrate(conn)
+    except sqlite3.DatabaseError as exc:
+        await conn.close()
+        raise StorageError(f"MODBOT_DB={path}: not a usable modbot database: {exc}") from None
+    except BaseException:
+        await conn.close()
+        raise
+    if applied:
+        log.info("Database %s: applied migrations %s", path, ", ".join(map(str, applied)))
+    return conn
+
+
+def available_migrations() -> list[tuple[int, str, Path]]:
+    found = []
+    for file in sorted(MIGRATIONS_DIR.glob("*.sql")):
+        match = _MIGRATION_NAME.match(file.name)
+        if match:
+            found.append((int(match.group(1)), match.group(2), file))
+    return found
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements (sqlite3 knows where a statement, trigger bodies included, ends)."""
+    statements, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            if current.strip():
+                statements.append(current.strip())
+            current = ""
+    if current.strip() and not all(part.strip().startswith("--") for part in current.splitlines() if part.strip()):
+        raise StorageError(f"migration ends with an incomplete statement: {current.strip()[:60]!r}")
+    return statements
+
+
+async def migrate(conn: aiosqlite.Connection) -> list[int]:
+    """Apply the pending migrations in one transaction and record them; return their numbers."""
+    await conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+    )
+    async with conn.execute("SELECT version FROM schema_migrations") as cursor:
+        done = {row[0] for row in await cursor.fetchall()}
+    pending = [(number, name, file) for number, name, file in available_migrations() if number not in done]
+    if not pending:
+        return []
+    await conn.execute("BEGIN IMMEDIATE")
+    try:
+        for number, name, file in pending:
+            for statement in _statements(file.read_text(encoding="utf-8")):
+                await conn.execute(statement)
+            await conn.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                (number, name, _ts(datetime.now(UTC))),
+            )
+        await conn.execute("COMMIT")
+    except BaseException:
+        await conn.execute("ROLLBACK")
+        raise
+    return [number for number, _, _ in pending]
+
+
+async def applied_migrations(conn: aiosqlite.Connection) -> list[int]:
+    async with conn.execute("SELECT version FROM schema_migrations ORDER BY version") as cursor:
+        return [row[0] for row in await cursor.fetchall()]
+
+
+def _ts(moment: datetime) -> str:
+    """One text format for every time, so that text order is time order."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _dt(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+# --------------------------------------------------------------------------- guild settings
+
+
+@dataclass(frozen=True)
+class GuildConfig:
+    guild_id: int
+    review_channel_id: int | None = None
+    thresholds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(FLAGGABLE, 0.5))
+    actions: dict[str, str] = field(default_factory=lambda: dict.fromkeys(FLAGGABLE, "flag"))
+    timeout_minutes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FLAGGABLE, 10))
+    exempt_channels: frozenset[int] = frozenset()
+    exempt_roles: frozenset[int] = frozenset()
+
+    def is_exempt(self, channel_ids: Iterable[int], role_ids: Iterable[int]) -> bool:
+        return any(c in self.exempt_channels for c in channel_ids) or any(r in self.exempt_roles for r in role_ids)
+
+    def flag_label(self, probabilities: dict[str, float]) -> str | None:
+        """The label to flag a message for, or None.
+
+        A label triggers when its probability reaches the guild's threshold and its action is not
+        ``none``; when both trigger, the more probable one is flagged.
+        """
+        triggered = [
+            label
+            for label in FLAGGABLE
+            if self.actions[label] != "none" and probabilities[label] >= self.thresholds[label]
+        ]
+        return max(triggered, key=probabilities.__getitem__) if triggered else None
+
+
+async def get_guild_config(conn: aiosqlite.Connection, guild_id: int) -> GuildConfig:
+    async with conn.execute("SELECT * FROM guild_settings WHERE guild_id = ?", (guild_id,)) as cursor:
+        row = await cursor.fetchone()
+    async with conn.execute("SELECT kind, target_id FROM exemptions WHERE guild_id = ?", (guild_id,)) as cursor:
+        exemptions = await cursor.fetchall()
+    channels = frozenset(r["target_id"] for r in exemptions if r["kind"] == "channel")
+    roles = frozenset(r["target_id"] for r in exemptions if r["kind"] == "role")
+    if row is None:
+        return GuildConfig(guild_id, exempt_channels=channels, exempt_roles=roles)
+    return GuildConfig(
+        guild_id=guild_id,
+        review_channel_id=row["review_channel_id"],
+        thresholds={label: row[f"{label}_threshold"] for label in FLAGGABLE},
+        actions={label: row[f"{label}_action"] for label in FLAGGABLE},
+        timeout_minutes={label: row[f"{label}_timeout_minutes"] for label in FLAGGABLE},
+        exempt_channels=channels,
+        exempt_roles=roles,
+    )
+
+
+async def _ensure_guild(conn: aiosqlite.Connection, guild_id: int, now: datetime) -> None:
+    await conn.execute(
+        "INSERT INTO guild_settings (guild_id, updated_at) VALUES (?, ?) ON CONFLICT (guild_id) DO NOTHING",
+        (guild_id, _ts(now)),
+    )
+
+
+async def set_review_channel(conn: aiosqlite.Connection, guild_id: int, channel_id: int, now: datetime) -> None:
+    await conn.execute(
+        "INSERT INTO guild_settings (guild_id, review_channel_id, updated_at) VALUES (?, ?, ?)"
+        " ON CONFLICT (guild_id) DO UPDATE SET review_channel_id = excluded.review_channel_id,"
+        " updated_at = excluded.updated_at",
+        (guild_id, channel_id, _ts(now)),
+    )
+
+
+def _check_flaggable(label: str) -> None:
+    if label not in FLAGGABLE:
+        raise ValueError(f"label must be one of {FLAGGABLE}, not {label!r}")
+
+
+async def set_threshold(conn: aiosqlite.Connection, guild_id: int, label: str, value: float, now: datetime) -> None:
+    _check_flaggable(label)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError("threshold must be between 0 and 1")
+    await _ensure_guild(conn, guild_id, now)
+    # The column name comes from the fixed FLAGGABLE tuple, never from user input.
+    column = {"hate": "hate_threshold", "offensive": "offensive_threshold"}[label]
+    await conn.execute(
+        f"UPDATE guild_settings SET {column} = ?, updated_at = ? WHERE guild_id = ?", (value, _ts(now), guild_id)
+    )
+
+
+async def set_action(
+    conn: aiosqlite.Connection, guild_id: int, label: str, action: str, minutes: int | None, now: datetime
+) -> None:
+    _check_flaggable(label)
+    if action not in ACTIONS:
+        raise ValueError(f"action must be one of {ACTIONS}")
+    await _ensure_guild(conn, guild_id, now)
+    action_column, minutes_column = {
+        "hate": ("hate_action", "hate_timeout_minutes"),
+        "offensive": ("offensive_action", "offensive_timeout_minutes"),
+    }[label]
+    await conn.execute(
+        f"UPDATE guild_settings SET {action_column} = ?, {minutes_column} = COALESCE(?, {minutes_column}),"
+        " updated_at = ? WHERE guild_id = ?",
+        (action, minutes, _ts(now), guild_id),
+    )
+
+
+async def add_exemption(
+    conn: aiosqlite.Connection, guild_id: int, kind: str, target_id: int, created_by: int, now: datetime
+) -> bool:
+    """Exempt a channel or a role; False if it already was."""
+    if kind not in EXEMPTION_KINDS:
+        raise ValueError(f"kind must be one of {EXEMPTION_KINDS}")
+    cursor = await conn.execute(
+        "INSERT INTO exemptions (guild_id, kind, target_id, created_by, created_at) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT DO NOTHING",
+        (guild_id, kind, target_id, created_by, _ts(now)),
+    )
+    return cursor.rowcount == 1
+
+
+async def remove_exemption(conn: aiosqlite.Connection, guild_id: int, kind: str, target_id: int) -> bool:
+    """Remove an exemption; False if there was none."""
+    cursor = await conn.execute(
+        "DELETE FROM exemptions WHERE guild_id = ? AND kind = ? AND target_id = ?", (guild_id, kind, target_id)
+    )
+    return cursor.rowcount == 1
+
+
+# --------------------------------------------------------------------------- predictions and flags
+
+
+@dataclass(frozen=True)
+class PredictionRecord:
+    id: int
+    guild_id: int
+    channel_id: int
+    message_id: int
+    author_id: int
+    label: str
+    probabilities: dict[str, float]
+    model: str
+    adapter_version: str
+    truncated: bool
+    text: str | None
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: aiosqlite.Row, prefix: str = "") -> PredictionRecord:
+        return cls(
+            id=row[f"{prefix}id"],
+            guild_id=row[f"{prefix}guild_id"],
+            channel_id=row[f"{prefix}channel_id"],
+            message_id=row[f"{prefix}message_id"],
+            author_id=row[f"{prefix}author_id"],
+            label=row[f"{prefix}label"],
+            probabilities={label: row[f"{prefix}p_{label}"] for label in LABELS},
+            model=row[f"{prefix}model"],
+            adapter_version=row[f"{prefix}adapter_version"],
+            truncated=bool(row[f"{prefix}truncated"]),
+            text=row[f"{prefix}text"],
+            created_at=_dt(row[f"{prefix}created_at"]),
+        )
+
+
+@dataclass(frozen=True)
+class Correction:
+    id: int
+    guild_id: int
+    channel_id: int
+    message_id: int
+    author_id: int
+    flag_id: int | None
+    prediction_id: int | None
+    text: str
+    predicted: str | None
+    probabilities: dict[str, float] | None
+    label: str
+    moderator_id: int
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: aiosqlite.Row) -> Correction:
+        return cls(
+            id=row["id"],
+            guild_id=row["guild_id"],
+            channel_id=row["channel_id"],
+            message_id=row["message_id"],
+            author_id=row["author_id"],
+            flag_id=row["flag_id"],
+            prediction_id=row["prediction_id"],
+            text=row["text"],
+            predicted=row["predicted"],
+            probabilities=json.loads(row["probabilities"]) if row["probabilities"] else None,
+            label=row["label"],
+            moderator_id=row["moderator_id"],
+            created_at=_dt(row["created_at"]),
+        )
+
+    def to_export(self) -> dict:
+        """The JSONL object of `modbot corrections export` (the training readers' format)."""
+        return {
+            "text": self.text,
+            "label": self.label,
+            "predicted": self.predicted,
+            "probabilities": self.probabilities,
+            "message_id": self.message_id,
+            "guild_id": self.guild_id,
+            "channel_id": self.channel_id,
+            "author_id": self.author_id,
+            "moderator_id": self.moderator_id,
+            "created_at": self.created_at.isoformat(),
+        }
+
+
+@dataclass(frozen=True)
+class Flag:
+    id: int
+    guild_id: int
+    channel_id: int
+    message_id: int
+    author_id: int
+    label: str
+    action: str
+    action_result: str | None
+    card_channel_id: int | None
+    card_message_id: int | None
+    message_deleted: bool
+    created_at: datetime
+    prediction: PredictionRecord
+    decisions: tuple[Correction, ...] = ()  # oldest first; the last one is the current decision
+
+    @property
+    def decision(self) -> Correction | None:
+        return self.decisions[-1] if self.decisions else None
+
+    @property
+    def text(self) -> str | None:
+        return self.prediction.text
+
+
+async def add_prediction(
+    conn: aiosqlite.Connection,
+    *,
+    guild_id: int,
+    channel_id: int,
+    message_id: int,
+    author_id: int,
+    prediction: Prediction,
+    text: str | None,
+    now: datetime,
+) -> PredictionRecord:
+    """Store one classification. Pass ``text`` only for a message that is flagged."""
+    p = prediction.probabilities
+    cursor = await conn.execute(
+        "INSERT INTO predictions (guild_id, channel_id, message_id, author_id, label, p_hate, p_offensive,"
+        " p_neutral, model, adapter_version, truncated, text, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            guild_id, channel_id, message_id, author_id, prediction.label, p["hate"], p["offensive"],
+            p["neutral"], prediction.model, prediction.adapter_version, int(prediction.truncated), text, _ts(now),
+        ),
+    )
+    return PredictionRecord(
+        id=cursor.lastrowid, guild_id=guild_id, channel_id=channel_id, message_id=message_id,
+        author_id=author_id, label=prediction.label, probabilities=dict(p), model=prediction.model,
+        adapter_version=prediction.adapter_version, truncated=prediction.truncated, text=text,
+        created_at=_dt(_ts(now)),
+    )
+
+
+async def latest_prediction(conn: aiosqlite.Connection, message_id: int) -> PredictionRecord | None:
+    async with conn.execute(
+        "SELECT * FROM predictions WHERE message_id = ? ORDER BY id DESC LIMIT 1", (message_id,)
+    ) as cursor:
+        row = await cursor.fetchone()
+    return PredictionRecord.from_row(row) if row else None
+
+
+async def count_predictions(conn: aiosqlite.Connection, guild_id: int | None = None) -> int:
+    if guild_id is None:
+        sql, params = "SELECT COUNT(*) FROM predictions", ()
+    else:
+        sql, params = "SELECT COUNT(*) FROM predictions WHERE guild_id = ?", (guild_id,)
+    async with conn.execute(sql, params) as cursor:
+        return (await cursor.fetchone())[0]
+
+
+async def add_flag(
+    conn: aiosqlite.Connection, prediction: PredictionRecord, *, label: str, action: str, now: datetime
+) -> Flag:
+    _check_flaggable(label)
+    cursor = await conn.execute(
+        "INSERT INTO flags (prediction_id, guild_id, channel_id, message_id, author_id, label, action, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (prediction.id, prediction.guild_id, prediction.channel_id, prediction.message_id,
+         prediction.author_id, label, action, _ts(now)),
+    )
+    flag = await get_flag(conn, cursor.lastrowid)
+    assert flag is not None
+    return flag
+
+
+async def set_flag_card(conn: aiosqlite.Connection, flag_id: int, channel_id: int, message_id: int) -> None:
+    await conn.execute(
+        "UPDATE flags SET card_channel_id = ?, card_message_id = ? WHERE id = ?", (channel_id, message_id, flag_id)
+    )
+
+
+async def set_flag_action_result(conn: aiosqlite.Connection, flag_id: int, result: str) -> None:
+    await conn.execute("UPDATE flags SET action_result = ? WHERE id = ?", (result, flag_id))
+
+
+_FLAG_SELECT = (
+    "SELECT f.*, p.id AS p_id, p.guild_id AS p_guild_id, p.channel_id AS p_channel_id,"
+    " p.message_id AS p_message_id, p.author_id AS p_author_id, p.label AS p_label, p.p_hate AS p_p_hate,"
+    " p.p_offensive AS p_p_offensive, p.p_neutral AS p_p_neutral, p.model AS p_model,"
+    " p.adapter_version AS p_adapter_version, p.truncated AS p_truncated, p.text AS p_text,"
+    " p.created_at AS p_created_at"
+    " FROM flags f JOIN predictions p ON p.id = f.prediction_id"
+)
+
+
+def _flag_from_row(row: aiosqlite.Row, decisions: tuple[Correction, ...] = ()) -> Flag:
+    return Flag(
+        id=row["id"],
+        guild_id=row["guild_id"],
+        channel_id=row["channel_id"],
+        message_id=row["message_id"],
+        author_id=row["author_id"],
+        label=row["label"],
+        action=row["action"],
+        action_result=row["action_result"],
+        card_channel_id=row["card_channel_id"],
+        card_message_id=row["card_message_id"],
+        message_deleted=bool(row["message_deleted"]),
+        created_at=_dt(row["created_at"]),
+        prediction=PredictionRecord.from_row(row, prefix="p_"),
+        decisions=decisions,
+    )
+
+
+async def get_flag(conn: aiosqlite.Connection, flag_id: int) -> Flag | None:
+    async with conn.execute(f"{_FLAG_SELECT} WHERE f.id = ?", (flag_id,)) as cursor:
+        row = await cursor.fetchone()
+    if row is None:
+        return None
+    async with conn.execute("SELECT * FROM corrections WHERE flag_id = ? ORDER BY id", (flag_id,)) as cursor:
+        decisions = tuple(Correction.from_row(r) for r in await cursor.fetchall())
+    return _flag_from_row(row, decisions)
+
+
+async def flag_for_message(conn: aiosqlite.Connection, message_id: int) -> Flag | None:
+    async with conn.execute("SELECT id FROM flags WHERE message_id = ? ORDER BY id LIMIT 1", (message_id,)) as cursor:
+        row = await cursor.fetchone()
+    return await get_flag(conn, row["id"]) if row else None
+
+
+async def unreviewed_flags(
+    conn: aiosqlite.Connection, guild_id: int, *, limit: int, offset: int = 0
+) -> tuple[list[Flag], int]:
+    """The guild's flags that no moderator has decided yet, newest first, and how many there are."""
+    where = " WHERE f.guild_id = ? AND NOT EXISTS (SELECT 1 FROM corrections c WHERE c.flag_id = f.id)"
+    async with conn.execute(f"SELECT COUNT(*) FROM flags f{where}", (guild_id,)) as cursor:
+        total = (await cursor.fetchone())[0]
+    async with conn.execute(
+        f"{_FLAG_SELECT}{where} ORDER BY f.id DESC LIMIT ? OFFSET ?", (guild_id, limit, offset)
+    ) as cursor:
+        rows = await cursor.fetchall()
+    return [_flag_from_row(row) for row in rows], total
+
+
+async def forget_message(conn: aiosqlite.Connection, message_id: int) -> list[int]:
+    """A message was deleted: erase its stored text (corrections keep theirs). Returns the flags it had."""
+    await conn.execute("UPDATE predictions SET text = NULL WHERE message_id = ? AND text IS NOT NULL", (message_id,))
+    cursor = await conn.execute(
+        "UPDATE flags SET message_deleted = 1 WHERE message_id = ? RETURNING id", (message_id,)
+    )
+    return [row[0] for row in await cursor.fetchall()]
+
+
+async def erase_expired_texts(conn: aiosqlite.Connection, cutoff: datetime) -> int:
+    """Erase the text of flagged messages older than ``cutoff`` that no moderator reviewed.
+
+    Corrections are not touched: they carry their own copy of the text, as training data.
+    """
+    cursor = await conn.execute(
+        "UPDATE predictions SET text = NULL WHERE text IS NOT NULL AND created_at < ?"
+        " AND NOT EXISTS (SELECT 1 FROM corrections c WHERE c.prediction_id = predictions.id)",
+        (_ts(cutoff),),
+    )
+    return cursor.rowcount
+
+
+# --------------------------------------------------------------------------- corrections
+
+
+async def add_correction(
+    conn: aiosqlite.Connection,
+    *,
+    guild_id: int,
+    channel_id: int,
+    message_id: int,
+    author_id: int,
+    text: str,
+    label: str,
+    moderator_id: int,
+    now: datetime,
+    flag_id: int | None = None,
+    prediction: PredictionRecord | None = None,
+) -> Correction:
+    """Append a moderator's decision to the history (nothing is ever updated or deleted here)."""
+    if label not in LABELS:
+        raise ValueError(f"label must be one of {LABELS}, not {label!r}")
+    cursor = await conn.execute(
+        "INSERT INTO corrections (guild_id, channel_id, message_id, author_id, flag_id, prediction_id, text,"
+        " predicted, probabilities, label, moderator_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " RETURNING *",
+        (
+            guild_id, channel_id, message_id, author_id, flag_id,
+            prediction.id if prediction else None, text,
+            prediction.label if prediction else None,
+            json.dumps(prediction.probabilities) if prediction else None,
+            label, moderator_id, _ts(now),
+        ),
+    )
+    row = await cursor.fetchone()
+    await cursor.close()
+    return Correction.from_row(row)
+
+
+async def corrections(conn: aiosqlite.Connection, guild_id: int | None = None) -> AsyncIterator[Correction]:
+    """Every correction, oldest first (a later one for the same message supersedes an earlier one)."""
+    if guild_id is None:
+        sql, params = "SELECT * FROM corrections ORDER BY id", ()
+    else:
+        sql, params = "SELECT * FROM corrections WHERE guild_id = ? ORDER BY id", (guild_id,)
+    async with conn.execute(sql, params) as cursor:
+        async for row in cursor:
+            yield Correction.from_row(row)
+
+
+async def count_corrections(conn: aiosqlite.Connection, guild_id: int | None = None) -> int:
+    if guild_id is None:
+        sql, params = "SELECT COUNT(*) FROM corrections", ()
+    else:
+        sql, params = "SELECT COUNT(*) FROM corrections WHERE guild_id = ?", (guild_id,)
+    async with conn.execute(sql, params) as cursor:
+        return (await cursor.fetchone())[0]
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+@dataclass(frozen=True)
+class LabelStats:
+    predicted: int = 0  # classifications whose most probable label is this one
+    flags: int = 0
+    reviewed: int = 0  # flags a moderator decided
+    confirmed: int = 0  # ... and decided for the label the bot flagged
+
+    @property
+    def precision(self) -> float | None:
+        """How often the moderators agreed with the bot's flags, of the flags they reviewed."""
+        return self.confirmed / self.reviewed if self.reviewed else None
+
+
+@dataclass(frozen=True)
+class Stats:
+    since: datetime
+    classified: int
+    corrections: int
+    labels: dict[str, LabelStats]
+
+
+async def stats(conn: aiosqlite.Connection, guild_id: int, since: datetime) -> Stats:
+    since_ts = _ts(since)
+    async with conn.execute(
+        "SELECT label, COUNT(*) FROM predictions WHERE guild_id = ? AND created_at >= ? GROUP BY label",
+        (guild_id, since_ts),
+    ) as cursor:
+        predicted = {row[0]: row[1] for row in await cursor.fetchall()}
+    async with conn.execute(
+        "SELECT f.label, COUNT(*) AS flags, COUNT(d.label) AS reviewed, COALESCE(SUM(d.label = f.label), 0)"
+        " AS confirmed FROM flags f LEFT JOIN corrections d ON d.id ="
+        " (SELECT MAX(c.id) FROM corrections c WHERE c.flag_id = f.id)"
+        " WHERE f.guild_id = ? AND f.created_at >= ? GROUP BY f.label",
+        (guild_id, since_ts),
+    ) as cursor:
+        flagged = {row[0]: row for row in await cursor.fetchall()}
+    async with conn.execute(
+        "SELECT COUNT(*) FROM corrections WHERE guild_id = ? AND created_at >= ?", (guild_id, since_ts)
+    ) as cursor:
+        corrected = (await cursor.fetchone())[0]
+    labels = {}
+    for label in LABELS:
+        row = flagged.get(label)
+        labels[label] = LabelStats(
+            predicted=predicted.get(label, 0),
+            flags=row["flags"] if row else 0,
+            reviewed=row["reviewed"] if row else 0,
+            confirmed=row["confirmed"] if row else 0,
+        )
+    return Stats(since=since, classified=sum(predicted.values()), corrections=corrected, labels=labels)
