@@ -38,6 +38,19 @@ class StorageError(ModbotError):
 # --------------------------------------------------------------------------- opening, migrations
 
 
+async def _write(conn: aiosqlite.Connection, sql: str, parameters: tuple = ()) -> aiosqlite.Cursor:
+    """Run one statement and close its cursor at once (an open cursor would hold a transaction open)."""
+    cursor = await conn.execute(sql, parameters)
+    await cursor.close()
+    return cursor
+
+
+async def _write_returning(conn: aiosqlite.Connection, sql: str, parameters: tuple = ()) -> list[aiosqlite.Row]:
+    async with conn.execute(sql, parameters) as cursor:
+        return list(await cursor.fetchall())
+
+
+
 async def open_database(path: Path | str) -> aiosqlite.Connection:
     """Open (creating if needed) the database at ``path`` and bring its schema up to date."""
     path = Path(path)
@@ -52,10 +65,10 @@ async def open_database(path: Path | str) -> aiosqlite.Connection:
         raise StorageError(f"MODBOT_DB={path}: cannot open the database: {exc}") from None
     try:
         conn.row_factory = aiosqlite.Row
-        await conn.execute("PRAGMA journal_mode = WAL")
-        await conn.execute("PRAGMA foreign_keys = ON")
-        await conn.execute("PRAGMA synchronous = NORMAL")
-        await conn.execute("PRAGMA busy_timeout = 5000")
+        await _write(conn, "PRAGMA journal_mode = WAL")
+        await _write(conn, "PRAGMA foreign_keys = ON")
+        await _write(conn, "PRAGMA synchronous = NORMAL")
+        await _write(conn, "PRAGMA busy_timeout = 5000")
         applied = await migrate(conn)
     except sqlite3.DatabaseError as exc:
         await conn.close()
@@ -93,7 +106,8 @@ def _statements(script: str) -> list[str]:
 
 async def migrate(conn: aiosqlite.Connection) -> list[int]:
     """Apply the pending migrations in one transaction and record them; return their numbers."""
-    await conn.execute(
+    await _write(
+        conn,
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
         " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
     )
@@ -102,18 +116,19 @@ async def migrate(conn: aiosqlite.Connection) -> list[int]:
     pending = [(number, name, file) for number, name, file in available_migrations() if number not in done]
     if not pending:
         return []
-    await conn.execute("BEGIN IMMEDIATE")
+    await _write(conn, "BEGIN IMMEDIATE")
     try:
         for number, name, file in pending:
             for statement in _statements(file.read_text(encoding="utf-8")):
-                await conn.execute(statement)
-            await conn.execute(
+                await _write(conn, statement)
+            await _write(
+                conn,
                 "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
                 (number, name, _ts(datetime.now(UTC))),
             )
-        await conn.execute("COMMIT")
+        await _write(conn, "COMMIT")
     except BaseException:
-        await conn.execute("ROLLBACK")
+        await _write(conn, "ROLLBACK")
         raise
     return [number for number, _, _ in pending]
 
@@ -185,14 +200,16 @@ async def get_guild_config(conn: aiosqlite.Connection, guild_id: int) -> GuildCo
 
 
 async def _ensure_guild(conn: aiosqlite.Connection, guild_id: int, now: datetime) -> None:
-    await conn.execute(
+    await _write(
+        conn,
         "INSERT INTO guild_settings (guild_id, updated_at) VALUES (?, ?) ON CONFLICT (guild_id) DO NOTHING",
         (guild_id, _ts(now)),
     )
 
 
 async def set_review_channel(conn: aiosqlite.Connection, guild_id: int, channel_id: int, now: datetime) -> None:
-    await conn.execute(
+    await _write(
+        conn,
         "INSERT INTO guild_settings (guild_id, review_channel_id, updated_at) VALUES (?, ?, ?)"
         " ON CONFLICT (guild_id) DO UPDATE SET review_channel_id = excluded.review_channel_id,"
         " updated_at = excluded.updated_at",
@@ -212,7 +229,8 @@ async def set_threshold(conn: aiosqlite.Connection, guild_id: int, label: str, v
     await _ensure_guild(conn, guild_id, now)
     # The column name comes from the fixed FLAGGABLE tuple, never from user input.
     column = {"hate": "hate_threshold", "offensive": "offensive_threshold"}[label]
-    await conn.execute(
+    await _write(
+        conn,
         f"UPDATE guild_settings SET {column} = ?, updated_at = ? WHERE guild_id = ?", (value, _ts(now), guild_id)
     )
 
@@ -228,7 +246,8 @@ async def set_action(
         "hate": ("hate_action", "hate_timeout_minutes"),
         "offensive": ("offensive_action", "offensive_timeout_minutes"),
     }[label]
-    await conn.execute(
+    await _write(
+        conn,
         f"UPDATE guild_settings SET {action_column} = ?, {minutes_column} = COALESCE(?, {minutes_column}),"
         " updated_at = ? WHERE guild_id = ?",
         (action, minutes, _ts(now), guild_id),
@@ -241,7 +260,8 @@ async def add_exemption(
     """Exempt a channel or a role; False if it already was."""
     if kind not in EXEMPTION_KINDS:
         raise ValueError(f"kind must be one of {EXEMPTION_KINDS}")
-    cursor = await conn.execute(
+    cursor = await _write(
+        conn,
         "INSERT INTO exemptions (guild_id, kind, target_id, created_by, created_at) VALUES (?, ?, ?, ?, ?)"
         " ON CONFLICT DO NOTHING",
         (guild_id, kind, target_id, created_by, _ts(now)),
@@ -251,7 +271,8 @@ async def add_exemption(
 
 async def remove_exemption(conn: aiosqlite.Connection, guild_id: int, kind: str, target_id: int) -> bool:
     """Remove an exemption; False if there was none."""
-    cursor = await conn.execute(
+    cursor = await _write(
+        conn,
         "DELETE FROM exemptions WHERE guild_id = ? AND kind = ? AND target_id = ?", (guild_id, kind, target_id)
     )
     return cursor.rowcount == 1
@@ -382,7 +403,8 @@ async def add_prediction(
 ) -> PredictionRecord:
     """Store one classification. Pass ``text`` only for a message that is flagged."""
     p = prediction.probabilities
-    cursor = await conn.execute(
+    cursor = await _write(
+        conn,
         "INSERT INTO predictions (guild_id, channel_id, message_id, author_id, label, p_hate, p_offensive,"
         " p_neutral, model, adapter_version, truncated, text, created_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -420,7 +442,8 @@ async def add_flag(
     conn: aiosqlite.Connection, prediction: PredictionRecord, *, label: str, action: str, now: datetime
 ) -> Flag:
     _check_flaggable(label)
-    cursor = await conn.execute(
+    cursor = await _write(
+        conn,
         "INSERT INTO flags (prediction_id, guild_id, channel_id, message_id, author_id, label, action, created_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (prediction.id, prediction.guild_id, prediction.channel_id, prediction.message_id,
@@ -432,13 +455,14 @@ async def add_flag(
 
 
 async def set_flag_card(conn: aiosqlite.Connection, flag_id: int, channel_id: int, message_id: int) -> None:
-    await conn.execute(
+    await _write(
+        conn,
         "UPDATE flags SET card_channel_id = ?, card_message_id = ? WHERE id = ?", (channel_id, message_id, flag_id)
     )
 
 
 async def set_flag_action_result(conn: aiosqlite.Connection, flag_id: int, result: str) -> None:
-    await conn.execute("UPDATE flags SET action_result = ? WHERE id = ?", (result, flag_id))
+    await _write(conn, "UPDATE flags SET action_result = ? WHERE id = ?", (result, flag_id))
 
 
 _FLAG_SELECT = (
@@ -502,11 +526,11 @@ async def unreviewed_flags(
 
 async def forget_message(conn: aiosqlite.Connection, message_id: int) -> list[int]:
     """A message was deleted: erase its stored text (corrections keep theirs). Returns the flags it had."""
-    await conn.execute("UPDATE predictions SET text = NULL WHERE message_id = ? AND text IS NOT NULL", (message_id,))
-    cursor = await conn.execute(
-        "UPDATE flags SET message_deleted = 1 WHERE message_id = ? RETURNING id", (message_id,)
+    await _write(conn, "UPDATE predictions SET text = NULL WHERE message_id = ? AND text IS NOT NULL", (message_id,))
+    rows = await _write_returning(
+        conn, "UPDATE flags SET message_deleted = 1 WHERE message_id = ? RETURNING id", (message_id,)
     )
-    return [row[0] for row in await cursor.fetchall()]
+    return [row[0] for row in rows]
 
 
 async def erase_expired_texts(conn: aiosqlite.Connection, cutoff: datetime) -> int:
@@ -514,7 +538,8 @@ async def erase_expired_texts(conn: aiosqlite.Connection, cutoff: datetime) -> i
 
     Corrections are not touched: they carry their own copy of the text, as training data.
     """
-    cursor = await conn.execute(
+    cursor = await _write(
+        conn,
         "UPDATE predictions SET text = NULL WHERE text IS NOT NULL AND created_at < ?"
         " AND NOT EXISTS (SELECT 1 FROM corrections c WHERE c.prediction_id = predictions.id)",
         (_ts(cutoff),),
@@ -542,7 +567,8 @@ async def add_correction(
     """Append a moderator's decision to the history (nothing is ever updated or deleted here)."""
     if label not in LABELS:
         raise ValueError(f"label must be one of {LABELS}, not {label!r}")
-    cursor = await conn.execute(
+    rows = await _write_returning(
+        conn,
         "INSERT INTO corrections (guild_id, channel_id, message_id, author_id, flag_id, prediction_id, text,"
         " predicted, probabilities, label, moderator_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         " RETURNING *",
@@ -554,9 +580,7 @@ async def add_correction(
             label, moderator_id, _ts(now),
         ),
     )
-    row = await cursor.fetchone()
-    await cursor.close()
-    return Correction.from_row(row)
+    return Correction.from_row(rows[0])
 
 
 async def corrections(conn: aiosqlite.Connection, guild_id: int | None = None) -> AsyncIterator[Correction]:

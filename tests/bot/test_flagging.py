@@ -24,3 +24,151 @@ async def test_message_above_threshold_produces_a_card(env, server):
     flag = await storage.flag_for_message(env.bot.db, message.id)
     assert buttons[0].custom_id == f"modbot:review:{flag.id}:confirm"
     assert flag.text == f"those people are {HATE_WORD}"
+
+
+async def test_message_below_threshold_produces_no_card_but_is_stored(env, server):
+    message = await server.member.send(server.general, "good morning, the event starts at 8pm")
+    assert server.cards() == []
+    prediction = await storage.latest_prediction(env.bot.db, message.id)
+    assert prediction.label == "neutral"
+    assert prediction.text is None  # the text of a message that is not flagged is never kept
+
+
+async def test_threshold_decides(env, server):
+    # offensive is 0.7 for the keyword classifier: flagged at the default 0.5, not at 0.8
+    await server.admin.slash(server.general, "mod threshold", label="offensive", value=0.8)
+    await server.member.send(server.general, f"you {OFFENSIVE_WORD}")
+    assert server.cards() == []
+    await server.admin.slash(server.general, "mod threshold", label="offensive", value=0.6)
+    await server.member.send(server.general, f"you {OFFENSIVE_WORD} again")
+    assert [c.embeds[0].title for c in server.cards()] == ["Flagged as offensive (0.70)"]
+
+
+async def test_exempt_channel_role_bot_and_empty_messages_are_not_classified(env, server):
+    lounge = server.guild.create_text_channel("lounge")
+    result = await server.admin.slash(server.general, "mod exempt", channel=lounge)
+    assert "no longer classified" in result.response.content
+    trusted = server.guild.create_role("Trusted")
+    result = await server.admin.slash(server.general, "mod exempt", role=trusted)
+    assert "no longer classified" in result.response.content
+    veteran = server.guild.add_member(env.create_user("vet"), roles=[trusted])
+    other_bot = server.guild.add_member(env.create_user("otherbot", bot=True))
+
+    await server.member.send(lounge, f"{HATE_WORD} in an exempt channel")
+    await veteran.send(server.general, f"{HATE_WORD} from an exempt role")
+    await other_bot.send(server.general, f"{HATE_WORD} from a bot")
+    await server.member.send(server.general, "\u200b\u200b")  # renders as nothing
+    await server.member.send(server.general, "", attachments=[("cat.png", b"\x89PNG")])
+    assert server.cards() == []
+    assert await storage.count_predictions(env.bot.db) == 0
+
+    await server.admin.slash(server.general, "mod unexempt", channel=lounge)
+    await server.member.send(lounge, f"{HATE_WORD} once the channel is no longer exempt")
+    assert len(server.cards()) == 1
+
+
+async def test_threads_are_classified_and_follow_their_channel_exemption(env, server):
+    from simcord import ChannelHandle
+
+    thread = ChannelHandle(env, server.guild, env.backend.create_thread(server.general.id, "chat", server.member.id))
+    await server.member.send(thread, f"{HATE_WORD} in a thread")
+    assert len(server.cards()) == 1
+    await server.admin.slash(server.general, "mod exempt", channel=server.general)
+    await server.member.send(thread, f"{HATE_WORD} in a thread of an exempt channel")
+    assert len(server.cards()) == 1
+
+
+async def test_a_message_at_discords_length_limit_is_classified_and_quoted_within_limits(env, server):
+    text = (f"{HATE_WORD} and more words " * 100)[:2000]
+    message = await server.member.send(server.general, text)
+    card = server.cards()[0].embeds[0]
+    assert len(card.description) <= 4096
+    assert "500 more characters" in card.description
+    assert (await storage.flag_for_message(env.bot.db, message.id)).text == text
+
+
+async def test_card_post_failure_is_logged_and_the_bot_keeps_serving(env, server, caplog):
+    env.inject_error("POST", f"/channels/{server.modlog.id}/messages", status=500)
+    message = await server.member.send(server.general, f"{HATE_WORD} number one")
+    assert server.cards() == []
+    assert "Could not post the review card" in caplog.text
+    flag = await storage.flag_for_message(env.bot.db, message.id)
+    assert flag is not None and flag.card_message_id is None
+    assert (await storage.latest_prediction(env.bot.db, message.id)).label == "hate"
+    # the fault was one-off: the next message gets its card
+    await server.member.send(server.general, f"{HATE_WORD} number two")
+    assert len(server.cards()) == 1
+    queue = await server.mod.slash(server.general, "mod queue")
+    assert queue.response.embeds[0].title == "Flags to review: 2"
+
+
+async def test_no_review_channel_posts_nothing_and_mod_commands_say_how_to_set_one(env):
+    from .conftest import Server
+
+    server = Server(env)  # no /mod setup
+    message = await server.member.send(server.general, f"{HATE_WORD}!")
+    assert server.cards() == []
+    assert await storage.flag_for_message(env.bot.db, message.id) is not None
+    result = await server.mod.slash(server.general, "mod queue")
+    assert "/mod setup review_channel" in result.response.content
+
+
+async def test_delete_and_timeout_actions(env, server):
+    result = await server.admin.slash(server.general, "mod action", label="hate", action="timeout", minutes=15)
+    assert "timed out for 15 min" in result.response.content
+    message = await server.member.send(server.general, f"{HATE_WORD} here")
+    assert message.id not in [m.id for m in server.general.history()]
+    timed_out_until = env.backend.get_guild(server.guild.id).members[server.member.id].timed_out_until
+    assert timed_out_until is not None  # set by the bot's PATCH on the member
+    card = server.cards()[0].embeds[0]
+    action = {f.name: f.value for f in card.fields}["Action"]
+    assert "message deleted" in action and "timed out for 15 min" in action
+    # the bot deleted it itself: the text stays for the review
+    assert (await storage.flag_for_message(env.bot.db, message.id)).text == f"{HATE_WORD} here"
+
+    await server.admin.slash(server.general, "mod action", label="offensive", action="none")
+    carol = server.guild.add_member(env.create_user("carol"))  # bob is timed out: he cannot post
+    await carol.send(server.general, f"{OFFENSIVE_WORD}")
+    assert len(server.cards()) == 1
+
+
+async def test_nothing_is_deleted_by_default(env, server):
+    message = await server.member.send(server.general, f"{HATE_WORD} stays")
+    assert message.id in [m.id for m in server.general.history()]
+
+
+async def test_edit_is_classified_again_and_delete_erases_the_text(env, server):
+    message = await server.member.send(server.general, "perfectly fine")
+    assert server.cards() == []
+    await server.member.edit(message, f"edited into {HATE_WORD}")
+    assert len(server.cards()) == 1
+    flag = await storage.flag_for_message(env.bot.db, message.id)
+    assert flag.text == f"edited into {HATE_WORD}"
+    await server.member.delete(message)
+    flag = await storage.get_flag(env.bot.db, flag.id)
+    assert flag.text is None and flag.message_deleted
+    card = server.cards()[0]
+    assert "deleted" in card.embeds[0].description
+    assert HATE_WORD not in card.embeds[0].description
+    assert all(child.disabled for row in card.components for child in row.children)
+
+
+async def test_burst_of_200_messages_is_classified_in_batches_with_nothing_dropped(env, server, classifier):
+    import time
+
+    classifier.batches.clear()
+    started = time.perf_counter()
+    for i in range(200):
+        server.guild  # noqa: B018 - keep the loop obvious
+        env.backend.create_message(server.general.id, server.member.id, f"message number {i}")
+    await env.settle(timeout=60)
+    elapsed = time.perf_counter() - started
+    service = env.bot.service.stats()
+    assert await storage.count_predictions(env.bot.db) == 200
+    assert service.classified == 200 and service.dropped == 0
+    assert sum(len(b) for b in classifier.batches) == 200
+    assert len(classifier.batches) < 200 / 4, classifier.batches  # batched, not one by one
+    assert max(len(b) for b in classifier.batches) == env.bot.settings.model.batch_size
+    assert classifier.threads == {next(iter(classifier.threads))} and "modbot-classifier" in next(
+        iter(classifier.threads))
+    print(f"burst of 200: {elapsed:.2f}s, {len(classifier.batches)} batches, sizes {service.batch_sizes}")
