@@ -23,6 +23,7 @@ EXTENSIONS: tuple[str, ...] = (
     "bot.cogs.flagging",
     "bot.cogs.review",
     "bot.cogs.admin",
+    "bot.cogs.retention",
 )
 
 

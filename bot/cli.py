@@ -14,6 +14,9 @@ from model.errors import ModbotError
 COMMAND_MODULES: tuple[str, ...] = (
     "bot.commands.classify",
     "bot.commands.demo",
+    "bot.commands.train",
+    "bot.commands.run",
+    "bot.commands.corrections",
 )
 
 

@@ -54,9 +54,9 @@ class Settings:
         Variables already set in the environment win over `.env`, so a deployment can override the file.
         """
         if env is None:
-            from dotenv import load_dotenv
+            from dotenv import find_dotenv, load_dotenv
 
-            load_dotenv(override=False)
+            load_dotenv(find_dotenv(usecwd=True), override=False)
             env = os.environ
         token = env.get("DISCORD_TOKEN", "").strip() or None
         db = env.get("MODBOT_DB", "").strip()

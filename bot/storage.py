@@ -533,18 +533,30 @@ async def forget_message(conn: aiosqlite.Connection, message_id: int) -> list[in
     return [row[0] for row in rows]
 
 
-async def erase_expired_texts(conn: aiosqlite.Connection, cutoff: datetime) -> int:
+async def erase_expired_texts(conn: aiosqlite.Connection, cutoff: datetime) -> list[int]:
     """Erase the text of flagged messages older than ``cutoff`` that no moderator reviewed.
 
-    Corrections are not touched: they carry their own copy of the text, as training data.
+    Returns the ids of the flags whose text was erased. Corrections are not touched: they carry their
+    own copy of the text, as training data.
     """
-    cursor = await _write(
+    rows = await _write_returning(
         conn,
         "UPDATE predictions SET text = NULL WHERE text IS NOT NULL AND created_at < ?"
-        " AND NOT EXISTS (SELECT 1 FROM corrections c WHERE c.prediction_id = predictions.id)",
+        " AND NOT EXISTS (SELECT 1 FROM corrections c WHERE c.prediction_id = predictions.id) RETURNING id",
         (_ts(cutoff),),
     )
-    return cursor.rowcount
+    erased = [row[0] for row in rows]
+    if not erased:
+        return []
+    flag_ids = []
+    for start in range(0, len(erased), 500):
+        chunk = erased[start : start + 500]
+        placeholders = ", ".join("?" * len(chunk))
+        async with conn.execute(
+            f"SELECT id FROM flags WHERE prediction_id IN ({placeholders}) ORDER BY id", chunk
+        ) as cursor:
+            flag_ids += [row[0] for row in await cursor.fetchall()]
+    return flag_ids
 
 
 # --------------------------------------------------------------------------- corrections

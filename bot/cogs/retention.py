@@ -1,0 +1,51 @@
+"""Retention: once a day, erase the text of flags nobody reviewed within MODBOT_RETENTION_DAYS.
+
+Corrections keep their text: they are the training data of the next adapter.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import discord
+from discord.ext import commands, tasks
+
+from .. import cards, storage
+from ..bot import ModBot
+
+log = logging.getLogger(__name__)
+
+
+class Retention(commands.Cog):
+    def __init__(self, bot: ModBot) -> None:
+        self.bot = bot
+
+    async def cog_load(self) -> None:
+        self.daily.start()
+
+    async def cog_unload(self) -> None:
+        self.daily.cancel()
+
+    @tasks.loop(hours=24)
+    async def daily(self) -> None:
+        try:
+            await self.erase_expired()
+        except Exception:  # an error must not stop the loop: it runs again tomorrow
+            log.exception("Retention: erasing expired texts failed")
+
+    async def erase_expired(self) -> list[int]:
+        cutoff = discord.utils.utcnow() - timedelta(days=self.bot.settings.retention_days)
+        flag_ids = await storage.erase_expired_texts(self.bot.db, cutoff)
+        if flag_ids:
+            log.info("Retention: erased the text of %d unreviewed flags older than %d days", len(flag_ids),
+                     self.bot.settings.retention_days)
+        for flag_id in flag_ids:
+            flag = await storage.get_flag(self.bot.db, flag_id)
+            if flag is not None:
+                await cards.refresh_card(self.bot, flag)
+        return flag_ids
+
+
+async def setup(bot: ModBot) -> None:
+    await bot.add_cog(Retention(bot))

@@ -1,0 +1,49 @@
+"""`modbot run`: start the bot with DISCORD_TOKEN from the environment or `.env`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from model.errors import ModbotError
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="start the Discord bot",
+        description="Start the bot: it connects with DISCORD_TOKEN and classifies every message of the servers "
+        "it is in. Settings come from the environment and .env (see .env.example).",
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import aiohttp
+    import discord
+
+    from bot import Settings, create_bot
+
+    settings = Settings.from_env()
+    if args.log_level is None:  # .env is read only now: let its MODBOT_LOG_LEVEL apply
+        logging.getLogger().setLevel(settings.logging_level)
+    token = settings.require_token()
+    bot = create_bot(settings)
+    try:
+        # log_handler=None: logging is configured once, by the entry point.
+        bot.run(token, log_handler=None)
+    except discord.LoginFailure:
+        raise ModbotError(
+            "Discord rejected DISCORD_TOKEN: copy a fresh token from the developer portal "
+            "(Applications > your app > Bot > Reset Token)."
+        ) from None
+    except discord.PrivilegedIntentsRequired:
+        raise ModbotError(
+            "Discord refused the Message Content intent: turn it on in the developer portal "
+            "(Applications > your app > Bot > Privileged Gateway Intents > Message Content Intent)."
+        ) from None
+    except (aiohttp.ClientError, OSError) as exc:
+        raise ModbotError(f"Cannot reach Discord: {exc}") from None
+    return 0

@@ -1,0 +1,120 @@
+"""`modbot run` and `modbot corrections export` from the command line, and the settings they read."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+
+import discord
+import pytest
+
+from bot import Settings, storage
+from bot.cli import main
+from bot.settings import SettingsError
+from model import Prediction
+
+BOT_VARIABLES = ("DISCORD_TOKEN", "MODBOT_DB", "MODBOT_DEV_GUILD", "MODBOT_RETENTION_DAYS", "MODBOT_QUEUE_SIZE",
+                 "MODBOT_BATCH_WAIT_MS", "MODBOT_LOG_LEVEL", "MODBOT_SYNC_COMMANDS")
+
+
+@pytest.fixture
+def clean_env(monkeypatch, tmp_path):
+    """No bot variables in the environment and no .env in the working directory."""
+    for name in BOT_VARIABLES:
+        monkeypatch.setenv(name, "")  # recorded, so whatever .env loads is undone after the test
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    return monkeypatch
+
+
+def test_settings_defaults_and_parsing():
+    settings = Settings.from_env({})
+    assert settings.db_path.name == "modbot.sqlite3" and settings.retention_days == 30
+    assert settings.token is None and settings.dev_guild is None
+    settings = Settings.from_env({"DISCORD_TOKEN": "abc", "MODBOT_DEV_GUILD": "123", "MODBOT_DB": "/x/y.db",
+                                  "MODBOT_RETENTION_DAYS": "7", "MODBOT_BATCH_SIZE": "4"})
+    assert (settings.token, settings.dev_guild, str(settings.db_path), settings.retention_days) == (
+        "abc", 123, "/x/y.db", 7)
+    assert settings.model.batch_size == 4
+    assert "abc" not in repr(settings)  # the token is never printed
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("MODBOT_RETENTION_DAYS", "soon"), ("MODBOT_RETENTION_DAYS", "0"), ("MODBOT_DEV_GUILD", "my-server"),
+    ("MODBOT_QUEUE_SIZE", "-1"), ("MODBOT_LOG_LEVEL", "LOUD"), ("MODBOT_BATCH_WAIT_MS", "fast"),
+])
+def test_a_wrong_setting_names_the_variable(variable, value):
+    with pytest.raises(SettingsError, match=variable):
+        Settings.from_env({variable: value})
+
+
+def test_run_without_a_token_is_one_line_and_exit_2(clean_env, capsys):
+    assert main(["run"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("modbot: error: DISCORD_TOKEN is not set") and err.count("\n") == 1
+
+
+def test_run_with_a_rejected_token_is_one_line_and_exit_2(clean_env, capsys):
+    clean_env.setenv("DISCORD_TOKEN", "not-a-real-token")
+
+    async def rejected(self, token):  # what discord.py raises when Discord answers 401
+        raise discord.LoginFailure("Improper token has been passed.")
+
+    clean_env.setattr(discord.Client, "login", rejected)
+    assert main(["run"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("modbot: error: Discord rejected DISCORD_TOKEN") and err.count("\n") == 1
+    assert "not-a-real-token" not in err
+
+
+def test_run_with_a_wrong_setting_names_it(clean_env, capsys):
+    clean_env.setenv("DISCORD_TOKEN", "x")
+    clean_env.setenv("MODBOT_RETENTION_DAYS", "a month")
+    assert main(["run"]) == 2
+    assert "MODBOT_RETENTION_DAYS='a month'" in capsys.readouterr().err
+
+
+def test_run_reads_dotenv(clean_env, tmp_path, capsys):
+    (tmp_path / ".env").write_text("MODBOT_RETENTION_DAYS=never\n")
+    assert main(["run"]) == 2
+    assert "MODBOT_RETENTION_DAYS='never'" in capsys.readouterr().err
+
+
+async def _fill(db_path):
+    conn = await storage.open_database(db_path)
+    now = datetime(2026, 5, 1, 12, tzinfo=UTC)
+    prediction = Prediction("offensive", {"hate": 0.1, "offensive": 0.7, "neutral": 0.2}, "m", "v1")
+    record = await storage.add_prediction(conn, guild_id=1, channel_id=2, message_id=3, author_id=4,
+                                          prediction=prediction, text="you idiot", now=now)
+    flag = await storage.add_flag(conn, record, label="offensive", action="flag", now=now)
+    await storage.add_correction(conn, guild_id=1, channel_id=2, message_id=3, author_id=4, text="you idiot",
+                                 label="neutral", moderator_id=5, now=now, flag_id=flag.id, prediction=record)
+    await storage.add_correction(conn, guild_id=1, channel_id=2, message_id=9, author_id=4, text="missed one",
+                                 label="hate", moderator_id=6, now=now)
+    await conn.close()
+
+
+def test_corrections_export_writes_the_training_format(clean_env, tmp_path, capsys):
+    db_path = tmp_path / "bot.sqlite3"
+    asyncio.run(_fill(db_path))
+    clean_env.setenv("MODBOT_DB", str(db_path))
+    out = tmp_path / "out" / "corrections.jsonl"
+    assert main(["corrections", "export", "--out", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows == [
+        {"text": "you idiot", "label": "neutral", "predicted": "offensive",
+         "probabilities": {"hate": 0.1, "offensive": 0.7, "neutral": 0.2}, "message_id": 3, "guild_id": 1,
+         "channel_id": 2, "author_id": 4, "moderator_id": 5, "created_at": "2026-05-01T12:00:00+00:00"},
+        {"text": "missed one", "label": "hate", "predicted": None, "probabilities": None, "message_id": 9,
+         "guild_id": 1, "channel_id": 2, "author_id": 4, "moderator_id": 6,
+         "created_at": "2026-05-01T12:00:00+00:00"},
+    ]
+    assert "wrote 2 corrections" in capsys.readouterr().err
+
+
+def test_corrections_export_without_a_database(clean_env, tmp_path, capsys):
+    clean_env.setenv("MODBOT_DB", str(tmp_path / "missing.sqlite3"))
+    assert main(["corrections", "export", "--out", str(tmp_path / "x.jsonl")]) == 2
+    assert "no such database" in capsys.readouterr().err
+    assert not (tmp_path / "missing.sqlite3").exists()
