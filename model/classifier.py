@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .config import ModelSettings
+from .config import INFERENCE_PRECISIONS, ModelSettings
+from .fast_path import PrefixScorer, supports_prefix_cache
 from .labels import LABELS
 from .loader import LoadedModel, load_model
-from .prompt import PromptBuilder, has_content
+from .prompt import PromptBuilder, PromptIds, has_content
 from .scoring import label_log_likelihoods
 
 log = logging.getLogger(__name__)
@@ -46,21 +48,43 @@ class Prediction:
 
 
 class Classifier:
-    """Labels messages hate / offensive / neutral by scoring each label as the prompt's completion."""
+    """Labels messages hate / offensive / neutral by scoring each label as the prompt's completion.
 
-    def __init__(self, loaded: LoadedModel, batch_size: int = 16, max_message_tokens: int | None = None) -> None:
-        self.loaded = loaded
+    Serving is arranged on first use and whenever the model or adapter changes: a LoRA adapter on a
+    non-quantised base is merged into the weights (peft's ``merge_adapter``; ``set_model`` unmerges it
+    again, so the adapter stays available for swapping and training), ``inference="bf16"`` serves a
+    bfloat16 copy instead, and the instruction prefix's key/value cache is computed once for those weights.
+    """
+
+    def __init__(self, loaded: LoadedModel, batch_size: int = 16, max_message_tokens: int | None = None,
+                 inference: str = "fp32") -> None:
+        if inference not in INFERENCE_PRECISIONS:
+            raise ValueError(f"inference must be one of {INFERENCE_PRECISIONS}, not {inference!r}")
         self.batch_size = batch_size
-        budget = max_message_tokens or 256
+        self.inference = inference
+        self._max_message_tokens = max_message_tokens
+        self._lock = threading.Lock()
+        self._serving: _Serving | None = None
+        self._use(loaded)
+
+    @classmethod
+    def from_settings(cls, settings: ModelSettings) -> Classifier:
+        return cls(load_model(settings), batch_size=settings.batch_size, max_message_tokens=settings.max_message_tokens,
+                   inference=settings.inference)
+
+    def set_model(self, loaded: LoadedModel) -> None:
+        """Serve another loaded model or adapter from now on; the previous one is left unmerged."""
+        with self._lock:
+            self._release()
+            self._use(loaded)
+
+    def _use(self, loaded: LoadedModel) -> None:
+        self.loaded = loaded
+        budget = self._max_message_tokens or 256
         if loaded.adapter is not None and loaded.adapter.max_message_tokens:
             budget = loaded.adapter.max_message_tokens  # serve with the budget it was trained with
         examples = loaded.adapter.few_shot_examples if loaded.adapter else ()
         self.prompts = PromptBuilder(loaded.tokenizer, max_message_tokens=budget, examples=examples)
-        self._lock = threading.Lock()
-
-    @classmethod
-    def from_settings(cls, settings: ModelSettings) -> Classifier:
-        return cls(load_model(settings), batch_size=settings.batch_size, max_message_tokens=settings.max_message_tokens)
 
     @property
     def model_name(self) -> str:
@@ -86,19 +110,27 @@ class Classifier:
                     pending.append((index, self.prompts.encode(text)))
             # Similar lengths share a batch, so less of each batch is padding.
             pending.sort(key=lambda item: len(item[1]))
+            serving = self._serving_for_current_model()
             for start in range(0, len(pending), self.batch_size):
                 chunk = pending[start : start + self.batch_size]
-                scores = label_log_likelihoods(
-                    self.loaded.model,
-                    [prompt.ids for _, prompt in chunk],
-                    self.prompts.label_ids,
-                    self.loaded.tokenizer.pad_token_id,
-                    self.loaded.device,
-                )
+                scores = serving.score([prompt for _, prompt in chunk])
                 probabilities = scores.softmax(dim=-1).tolist()
                 for (index, prompt), row in zip(chunk, probabilities, strict=True):
                     results[index] = self._prediction(row, truncated=prompt.truncated)
             return results  # type: ignore[return-value]
+
+    def _serving_for_current_model(self) -> _Serving:
+        """The weights and prefix cache to serve with, rebuilt when the model, adapter or active adapter changed."""
+        key = _serving_key(self.loaded)
+        if self._serving is None or self._serving.key != key:
+            self._release()
+            self._serving = _Serving.build(self.loaded, self.prompts, self.inference, key)
+        return self._serving
+
+    def _release(self) -> None:
+        if self._serving is not None:
+            self._serving.release()
+            self._serving = None
 
     def _prediction(self, row: Sequence[float], truncated: bool) -> Prediction:
         probabilities = {label: float(p) for label, p in zip(LABELS, row, strict=True)}
@@ -108,3 +140,68 @@ class Classifier:
     def _skipped(self) -> Prediction:
         probabilities = {label: 1.0 if label == "neutral" else 0.0 for label in LABELS}
         return Prediction("neutral", probabilities, self.model_name, self.adapter_version, skipped=True)
+
+
+def _serving_key(loaded: LoadedModel) -> tuple:
+    model = loaded.model
+    return (id(model), loaded.adapter_version, getattr(model, "active_adapter", None))
+
+
+def _is_lora(model) -> bool:
+    config = getattr(model, "active_peft_config", None)
+    return config is not None and str(getattr(config, "peft_type", "")).upper().endswith("LORA")
+
+
+def _is_merged(model) -> bool:
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    return any(module.merged for module in model.modules() if isinstance(module, BaseTunerLayer))
+
+
+@dataclass
+class _Serving:
+    """The model that scores (the loaded one, merged in place, or a bfloat16 copy) and its prefix cache."""
+
+    key: tuple
+    model: object
+    prompts: PromptBuilder
+    pad_id: int
+    device: object
+    scorer: PrefixScorer | None
+    merged_in_place: bool = False
+
+    @classmethod
+    def build(cls, loaded: LoadedModel, prompts: PromptBuilder, inference: str, key: tuple) -> _Serving:
+        import torch
+
+        model = loaded.model
+        merged_in_place = False
+        if loaded.quantization == "none":
+            if inference == "bf16":
+                # A copy, so that the loaded fp32 model (and its unmerged adapter) stays as it was.
+                model = copy.deepcopy(model)
+                if _is_lora(model):
+                    model = model.merge_and_unload()
+                model = model.to(torch.bfloat16).eval()
+            elif _is_lora(model) and not _is_merged(model):
+                model.merge_adapter()
+                merged_in_place = True
+        pad_id = loaded.tokenizer.pad_token_id
+        scorer = None
+        if supports_prefix_cache(model):
+            scorer = PrefixScorer(model, prompts.prefix, prompts.label_ids, pad_id, loaded.device)
+        log.info("serving %s (adapter %s, %s%s) with %s, %d threads", loaded.model_name,
+                 loaded.adapter_version or ZERO_SHOT, inference, ", LoRA merged" if merged_in_place else "",
+                 "the cached instruction prefix" if scorer else "full prompts", torch.get_num_threads())
+        return cls(key, model, prompts, pad_id, loaded.device, scorer, merged_in_place)
+
+    def score(self, prompts: Sequence[PromptIds]):
+        if self.scorer is not None and all(prompt.prefix == self.prompts.prefix for prompt in prompts):
+            return self.scorer.score([(*prompt.message, *prompt.suffix) for prompt in prompts])
+        return label_log_likelihoods(self.model, [prompt.ids for prompt in prompts], self.prompts.label_ids,
+                                     self.pad_id, self.device)
+
+    def release(self) -> None:
+        if self.merged_in_place and _is_merged(self.model):
+            self.model.unmerge_adapter()
+        self.merged_in_place = False

@@ -18,6 +18,8 @@ MODEL_ALIASES: dict[str, str] = {
     "gpt-j-6b": "EleutherAI/gpt-j-6b",
 }
 QUANTIZATIONS = ("auto", "8bit", "4bit", "none")
+# How a non-quantised base is served: as loaded, or as a bfloat16 copy (see bench/precision.py for the figures).
+INFERENCE_PRECISIONS = ("fp32", "bf16")
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
@@ -46,6 +48,7 @@ class ModelSettings:
     cache_dir: Path = field(default_factory=default_cache_dir)
     max_message_tokens: int = 256
     batch_size: int = 16
+    inference: str = "fp32"
 
     def __post_init__(self) -> None:
         if not self.model.strip():
@@ -56,6 +59,10 @@ class ModelSettings:
             )
         if not _DEVICE.match(self.device):
             raise ModelError(f"MODBOT_DEVICE={self.device!r} is not valid: use auto, cpu, cuda or cuda:N.")
+        if self.inference not in INFERENCE_PRECISIONS:
+            raise ModelError(
+                f"MODBOT_INFERENCE={self.inference!r} is not valid: use one of {', '.join(INFERENCE_PRECISIONS)}."
+            )
         if self.batch_size < 1:
             raise ModelError(f"MODBOT_BATCH_SIZE={self.batch_size} is not valid: use a whole number of 1 or more.")
         if self.max_message_tokens < 8:
@@ -83,6 +90,7 @@ class ModelSettings:
             cache_dir=Path(cache).expanduser() if cache else default_cache_dir(),
             max_message_tokens=_int_setting(env, "MODBOT_MAX_MESSAGE_TOKENS", 256),
             batch_size=_int_setting(env, "MODBOT_BATCH_SIZE", 16),
+            inference=env.get("MODBOT_INFERENCE", "").strip().lower() or "fp32",
         )
 
 
