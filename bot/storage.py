@@ -120,7 +120,10 @@ async def migrate(conn: aiosqlite.Connection) -> list[int]:
     try:
         for number, name, file in pending:
             for statement in _statements(file.read_text(encoding="utf-8")):
-                await _write(conn, statement)
+                try:
+                    await _write(conn, statement)
+                except sqlite3.Error as exc:
+                    raise StorageError(f"migration {file.name} failed, nothing was changed: {exc}") from None
             await _write(
                 conn,
                 "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",

@@ -118,3 +118,38 @@ def test_corrections_export_without_a_database(clean_env, tmp_path, capsys):
     assert main(["corrections", "export", "--out", str(tmp_path / "x.jsonl")]) == 2
     assert "no such database" in capsys.readouterr().err
     assert not (tmp_path / "missing.sqlite3").exists()
+
+
+def test_env_example_lists_every_bot_setting():
+    from pathlib import Path
+
+    example = (Path(__file__).resolve().parents[2] / ".env.example").read_text()
+    listed = {line.split("=", 1)[0] for line in example.splitlines() if "=" in line and not line.startswith("#")}
+    assert set(BOT_VARIABLES) <= listed
+
+
+async def test_demo_runs_the_script_through_the_real_bot(tmp_path, tiny_settings, capsys):
+    from bot.commands import demo
+
+    from .conftest import KeywordClassifier
+
+    settings = Settings(db_path=tmp_path / "demo.sqlite3", model=tiny_settings)
+    script = [("neutral", "good morning"), ("offensive", "you idiot"), ("neutral", "this idiot boss fight")]
+    await demo._demo(settings, KeywordClassifier(), script)
+    out = capsys.readouterr().out
+    assert "Review cards will be posted in #mod-log." in out
+    assert "riley  offensive" in out and "-> flagged as offensive, flag #1" in out
+    assert 'flag #1: presses "Confirm (offensive)" -> stored offensive (confirmed)' in out
+    assert 'flag #2: presses "Neutral" -> stored neutral (corrected: the bot said offensive)' in out
+    assert "neutral   (bot: offensive) by @mo  | this idiot boss fight" in out
+    assert f"SQLite database: {settings.db_path.resolve()}" in out
+    conn = await storage.open_database(settings.db_path)
+    assert [c.label async for c in storage.corrections(conn)] == ["offensive", "neutral"]
+    await conn.close()
+
+
+def test_demo_script_is_valid():
+    from bot.commands.demo import read_script
+
+    script = read_script()
+    assert len(script) >= 6 and {label for label, _ in script} == {"hate", "offensive", "neutral"}
