@@ -103,3 +103,21 @@ async def test_label_message_is_hidden_from_and_refused_to_members(env, server):
     assert result.ephemeral and "Manage Messages" in result.response.content
     assert_error(env, app_commands.MissingPermissions)
     assert await storage.count_corrections(env.bot.db) == 0
+
+
+async def test_label_message_on_a_flagged_message_updates_its_card(env, server):
+    message = await server.member.send(server.general, f"{HATE_WORD} flagged")
+    shown = await server.mod.context_menu(server.general, "Label message", message)
+    await server.mod.click(shown.response, label="Offensive")
+    [correction] = [c async for c in storage.corrections(env.bot.db)]
+    flag = await storage.flag_for_message(env.bot.db, message.id)
+    assert correction.flag_id == flag.id and correction.label == "offensive"
+    assert decision(server.cards()[0]).startswith(f"**offensive**: corrected by {server.mod.mention}")
+
+
+async def test_label_message_refuses_messages_without_text_or_from_bots(env, server):
+    await server.member.send(server.general, f"{HATE_WORD}")
+    card = server.cards()[0]  # a message from the bot itself
+    result = await server.mod.context_menu(server.modlog, "Label message", card)
+    assert result.ephemeral and result.response.content == "Messages from bots are not classified."
+    assert await storage.count_corrections(env.bot.db) == 0
