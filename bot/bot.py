@@ -40,6 +40,9 @@ class ModBot(commands.Bot):
     """Holds the settings, the database connection and the classification service for the cogs."""
 
     def __init__(self, settings: Settings, *, classifier: SupportsClassify | None = None) -> None:
+        # The bot never joins voice: discord.py's warnings about missing voice libraries are noise.
+        discord.VoiceClient.warn_nacl = False
+        discord.VoiceClient.warn_dave = False
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=intents(),
