@@ -47,6 +47,9 @@ def read_script(path: Path = DEMO_MESSAGES) -> list[tuple[str, str]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.log_level is None:
+        # discord.py's start-up notes (SimCord's self-check builds a bare client) are noise in a demo transcript.
+        logging.getLogger("discord").setLevel(logging.ERROR)
     try:
         import simcord  # noqa: F401
     except ImportError:
@@ -54,9 +57,6 @@ def run(args: argparse.Namespace) -> int:
     from bot import Settings
     from model import Classifier
 
-    if args.log_level is None:
-        # discord.py's start-up notes (no voice libraries, ...) are noise in a demo transcript.
-        logging.getLogger("discord").setLevel(logging.ERROR)
     settings = Settings.from_env()
     db_path = args.db or Path(tempfile.mkdtemp(prefix="modbot-demo-")) / "modbot-demo.sqlite3"
     if db_path.exists():
