@@ -53,7 +53,10 @@ class Admin(commands.GroupCog, group_name="mod", group_description="modbot moder
         config = await storage.get_guild_config(self.bot.db, interaction.guild_id)
         if config.review_channel_id is None:
             content = (content or "") + NO_REVIEW_CHANNEL
-        await interaction.response.send_message(content, ephemeral=True, **kwargs)
+        if interaction.response.is_done():  # deferred: the answer replaces the "thinking" message
+            await interaction.edit_original_response(content=content, **kwargs)
+        else:
+            await interaction.response.send_message(content, ephemeral=True, **kwargs)
 
     # ------------------------------------------------------------------ settings (Manage Server)
 
@@ -202,10 +205,13 @@ class Admin(commands.GroupCog, group_name="mod", group_description="modbot moder
     @app_commands.describe(text="The text to label")
     @app_commands.checks.has_permissions(manage_messages=True)
     async def classify(self, interaction: discord.Interaction, text: app_commands.Range[str, 1, 2000]) -> None:
+        # The text waits its turn behind the server's messages, which can take longer than the 3 s
+        # Discord gives an interaction for its first answer.
+        await interaction.response.defer(ephemeral=True, thinking=True)
         try:
             prediction = await self.bot.service.classify(text)
         except (QueueFull, ServiceClosed):
-            await interaction.response.send_message("The classifier is busy; try again in a moment.", ephemeral=True)
+            await interaction.edit_original_response(content="The classifier is busy; try again in a moment.")
             return
         config = await storage.get_guild_config(self.bot.db, interaction.guild_id)
         flag = config.flag_label(prediction.probabilities)

@@ -172,3 +172,19 @@ async def test_burst_of_200_messages_is_classified_in_batches_with_nothing_dropp
     assert classifier.threads == {next(iter(classifier.threads))} and "modbot-classifier" in next(
         iter(classifier.threads))
     print(f"burst of 200: {elapsed:.2f}s, {len(classifier.batches)} batches, sizes {service.batch_sizes}")
+
+
+def test_a_50000_character_text_fits_a_card():
+    from datetime import UTC, datetime
+
+    from bot import cards
+
+    text = ("**bold** <@123> " * 4000)[:50_000]
+    now = datetime(2026, 5, 1, tzinfo=UTC)
+    prediction = storage.PredictionRecord(1, 2, 3, 4, 5, "hate", {"hate": 0.9, "offensive": 0.05, "neutral": 0.05},
+                                          "m", "v1", True, text, now)
+    flag = storage.Flag(1, 2, 3, 4, 5, "hate", "flag", None, None, None, False, now, prediction)
+    embed = cards.render_card(flag)
+    assert len(embed) <= 6000 and len(embed.description) <= 4096  # Discord's limits for one embed
+    assert embed.description.endswith("(48,500 more characters)")
+    assert "\\*\\*bold\\*\\*" in embed.description  # the author's formatting is shown, not applied
