@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 
 import aiosqlite
 import discord
@@ -12,7 +13,7 @@ from discord.ext import commands
 
 from model import Classifier
 
-from . import storage
+from . import retrain, storage
 from .service import ClassificationService, SupportsClassify
 from .settings import Settings
 
@@ -24,6 +25,7 @@ EXTENSIONS: tuple[str, ...] = (
     "bot.cogs.review",
     "bot.cogs.admin",
     "bot.cogs.retention",
+    "bot.cogs.retrain",
 )
 
 
@@ -72,8 +74,13 @@ class ModBot(commands.Bot):
         self._db = await storage.open_database(self.settings.db_path)
         classifier = self._given_classifier
         if classifier is None:
+            # The registry's active version (after a retrain or a rollback) wins over the configured adapter.
+            model_settings = self.settings.model
+            active_dir = await retrain.serving_adapter(self._db, self.settings)
+            if active_dir is not None:
+                model_settings = replace(model_settings, adapter=active_dir)
             # Loading takes seconds: do it off the event loop.
-            classifier = await asyncio.to_thread(Classifier.from_settings, self.settings.model)
+            classifier = await asyncio.to_thread(Classifier.from_settings, model_settings)
         self._service = ClassificationService(
             classifier,
             batch_size=self.settings.model.batch_size,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,9 @@ from model import ModelSettings
 from model.errors import ModbotError
 
 DEFAULT_DB = Path("modbot.sqlite3")
+DEFAULT_ADAPTER_DIR = Path("adapters")
+_DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
+_DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -32,6 +36,13 @@ class Settings:
     log_level: str = "INFO"
     sync_commands: bool = True
     model: ModelSettings = field(default_factory=ModelSettings)
+    # Retraining (see the README's "Retraining" section).
+    adapter_dir: Path = DEFAULT_ADAPTER_DIR
+    retrain_min_corrections: int = 20
+    retrain_every_s: int | None = None  # None: no scheduled retraining
+    eval_data: Path | None = None  # None: the validation set that shipped with the active adapter's lineage
+    retrain_threads: int | None = None  # torch threads of the job; None: torch's default
+    retrain_options: dict = field(default_factory=dict)  # TrainArgs overrides, e.g. {"epochs": 3}
 
     def __post_init__(self) -> None:
         if self.retention_days < 1:
@@ -44,6 +55,14 @@ class Settings:
             raise SettingsError(
                 f"MODBOT_BATCH_WAIT_MS={self.batch_wait_ms:g} is not valid: use a number of milliseconds from 0 to 1000."
             )
+        if self.retrain_min_corrections < 1:
+            raise SettingsError(
+                f"MODBOT_RETRAIN_MIN_CORRECTIONS={self.retrain_min_corrections} is not valid: use a whole number, 1 or more."
+            )
+        if self.retrain_every_s is not None and self.retrain_every_s < 60:
+            raise SettingsError("MODBOT_RETRAIN_EVERY is too short: use at least 1m (for example 12h or 7d).")
+        if self.retrain_threads is not None and self.retrain_threads < 1:
+            raise SettingsError(f"MODBOT_RETRAIN_THREADS={self.retrain_threads} is not valid: use 1 or more.")
         if self.log_level not in LOG_LEVELS:
             raise SettingsError(f"MODBOT_LOG_LEVEL={self.log_level!r} is not valid: use one of {', '.join(LOG_LEVELS)}.")
 
@@ -70,6 +89,12 @@ class Settings:
             log_level=(env.get("MODBOT_LOG_LEVEL", "").strip() or "INFO").upper(),
             sync_commands=_bool(env, "MODBOT_SYNC_COMMANDS", True),
             model=ModelSettings.from_env(env),
+            adapter_dir=_path(env, "MODBOT_ADAPTER_DIR") or DEFAULT_ADAPTER_DIR,
+            retrain_min_corrections=_int(env, "MODBOT_RETRAIN_MIN_CORRECTIONS", 20),
+            retrain_every_s=parse_duration(env.get("MODBOT_RETRAIN_EVERY", ""), "MODBOT_RETRAIN_EVERY"),
+            eval_data=_path(env, "MODBOT_EVAL_DATA"),
+            retrain_threads=_int(env, "MODBOT_RETRAIN_THREADS", 0) or None,
+            retrain_options=parse_options(env.get("MODBOT_RETRAIN_OPTIONS", ""), "MODBOT_RETRAIN_OPTIONS"),
         )
 
     def require_token(self) -> str:
@@ -93,6 +118,56 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise SettingsError(f"{name}={raw!r} is not a whole number (default {default}).") from None
+
+
+def _path(env: Mapping[str, str], name: str) -> Path | None:
+    raw = env.get(name, "").strip()
+    return Path(raw).expanduser() if raw else None
+
+
+def parse_duration(raw: str, name: str) -> int | None:
+    """Seconds in "30m", "12h", "7d", "2w"; None for empty or "off"."""
+    raw = raw.strip().lower()
+    if raw in ("", "off", "none", "0"):
+        return None
+    match = _DURATION.match(raw)
+    if not match:
+        raise SettingsError(f"{name}={raw!r} is not a duration: use a number and a unit, like 12h, 7d or 2w (or off).")
+    return int(match.group(1)) * _DURATION_SECONDS[match.group(2)]
+
+
+def parse_options(raw: str, name: str) -> dict:
+    """Training options as "key=value,key=value" (any `modbot train` option, with underscores)."""
+    from dataclasses import fields as dataclass_fields
+
+    from training.args import TrainArgs
+
+    known = {f.name: f for f in dataclass_fields(TrainArgs)}
+    options: dict = {}
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in known or key in ("data", "out", "val", "eval_on", "exclude", "version", "overwrite"):
+            raise SettingsError(
+                f"{name}: {item!r} is not an option=value pair of a training option "
+                "(for example epochs=3,lr=0.001,device=cuda)."
+            )
+        value = value.strip()
+        default = known[key].default
+        try:
+            if isinstance(default, bool):
+                options[key] = value.lower() in ("1", "true", "yes", "on")
+            elif isinstance(default, int) or key in ("max_steps", "per_class"):
+                options[key] = int(value)
+            elif isinstance(default, float):
+                options[key] = float(value)
+            else:
+                options[key] = value
+        except ValueError:
+            raise SettingsError(f"{name}: {key}={value!r} is not a number.") from None
+    return options
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:

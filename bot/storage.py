@@ -671,3 +671,234 @@ async def stats(conn: aiosqlite.Connection, guild_id: int, since: datetime) -> S
             confirmed=row["confirmed"] if row else 0,
         )
     return Stats(since=since, classified=sum(predicted.values()), corrections=corrected, labels=labels)
+
+
+# --------------------------------------------------------------------------- adapter versions (retraining)
+
+VERSION_STATUSES = ("training", "active", "previous", "rejected", "failed", "cancelled")
+VERSION_ORIGINS = ("startup", "discord", "schedule", "shell")
+
+
+class JobAlreadyRunning(ModbotError):
+    """Another retraining job is running (the registry allows one at a time)."""
+
+
+@dataclass(frozen=True)
+class AdapterVersion:
+    number: int
+    name: str
+    model: str
+    path: Path | None
+    source: Path | None
+    parent: int | None
+    status: str
+    origin: str
+    started_by: int | None
+    last_correction_id: int
+    corrections: int
+    job_dir: Path | None
+    pid: int | None
+    phase: str | None
+    progress: dict | None
+    data: dict | None
+    figures: dict | None
+    reason: str | None
+    status_channel_id: int | None
+    status_message_id: int | None
+    created_at: datetime
+    finished_at: datetime | None
+    activated_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: aiosqlite.Row) -> AdapterVersion:
+        def path(value):
+            return Path(value) if value else None
+
+        def loads(value):
+            return json.loads(value) if value else None
+
+        return cls(
+            number=row["number"], name=row["name"], model=row["model"], path=path(row["path"]),
+            source=path(row["source"]), parent=row["parent"], status=row["status"], origin=row["origin"],
+            started_by=row["started_by"], last_correction_id=row["last_correction_id"],
+            corrections=row["corrections"], job_dir=path(row["job_dir"]), pid=row["pid"], phase=row["phase"],
+            progress=loads(row["progress"]), data=loads(row["data"]), figures=loads(row["figures"]),
+            reason=row["reason"], status_channel_id=row["status_channel_id"],
+            status_message_id=row["status_message_id"], created_at=_dt(row["created_at"]),
+            finished_at=_dt(row["finished_at"]) if row["finished_at"] else None,
+            activated_at=_dt(row["activated_at"]) if row["activated_at"] else None,
+        )
+
+
+async def _version_rows(conn: aiosqlite.Connection, where: str = "", params: tuple = (),
+                        order: str = "number DESC", limit: int | None = None) -> list[AdapterVersion]:
+    sql = "SELECT * FROM adapter_versions" + (f" WHERE {where}" if where else "") + f" ORDER BY {order}"
+    if limit is not None:
+        sql += " LIMIT ?"
+        params = (*params, limit)
+    async with conn.execute(sql, params) as cursor:
+        return [AdapterVersion.from_row(row) for row in await cursor.fetchall()]
+
+
+async def get_version(conn: aiosqlite.Connection, number: int) -> AdapterVersion | None:
+    rows = await _version_rows(conn, "number = ?", (number,))
+    return rows[0] if rows else None
+
+
+async def active_version(conn: aiosqlite.Connection) -> AdapterVersion | None:
+    rows = await _version_rows(conn, "status = 'active'")
+    return rows[0] if rows else None
+
+
+async def running_job(conn: aiosqlite.Connection) -> AdapterVersion | None:
+    rows = await _version_rows(conn, "status = 'training'")
+    return rows[0] if rows else None
+
+
+async def latest_job(conn: aiosqlite.Connection) -> AdapterVersion | None:
+    """The running job, else the last one that ran (registered startup adapters are not jobs)."""
+    rows = await _version_rows(conn, "origin != 'startup'", limit=1)
+    return rows[0] if rows else None
+
+
+async def latest_job_of(conn: aiosqlite.Connection, origin: str) -> AdapterVersion | None:
+    rows = await _version_rows(conn, "origin = ?", (origin,), limit=1)
+    return rows[0] if rows else None
+
+
+async def list_versions(conn: aiosqlite.Connection, limit: int = 10) -> list[AdapterVersion]:
+    return await _version_rows(conn, limit=limit)
+
+
+async def next_version_number(conn: aiosqlite.Connection) -> int:
+    async with conn.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM adapter_versions") as cursor:
+        return (await cursor.fetchone())[0]
+
+
+async def register_adapter(
+    conn: aiosqlite.Connection, *, number: int, name: str, model: str, path: Path, source: Path | None,
+    now: datetime, data: dict | None = None, figures: dict | None = None,
+) -> AdapterVersion:
+    """Record an adapter the bot serves without having trained it, and make it the active version."""
+    await _write(conn, "BEGIN IMMEDIATE")
+    try:
+        await _write(conn, "UPDATE adapter_versions SET status = 'previous' WHERE status = 'active'")
+        await _write(
+            conn,
+            "INSERT INTO adapter_versions (number, name, model, path, source, status, origin, data, figures,"
+            " created_at, finished_at, activated_at) VALUES (?, ?, ?, ?, ?, 'active', 'startup', ?, ?, ?, ?, ?)",
+            (number, name, model, str(path), str(source) if source else None,
+             json.dumps(data) if data is not None else None, json.dumps(figures) if figures is not None else None,
+             _ts(now), _ts(now), _ts(now)),
+        )
+        await _write(conn, "COMMIT")
+    except BaseException:
+        await _write(conn, "ROLLBACK")
+        raise
+    version = await get_version(conn, number)
+    assert version is not None
+    return version
+
+
+def version_paths(adapter_dir: Path, number: int) -> tuple[str, Path, Path]:
+    """(name, adapter directory, job directory) of version ``number``."""
+    return f"v{number}", adapter_dir / f"v{number}", adapter_dir / "jobs" / f"v{number}"
+
+
+async def start_job(
+    conn: aiosqlite.Connection, *, model: str, adapter_dir: Path, parent: int, origin: str,
+    started_by: int | None, now: datetime,
+) -> AdapterVersion:
+    """Create the row of a version being trained. JobAlreadyRunning if another job holds the slot."""
+    if origin not in VERSION_ORIGINS:
+        raise ValueError(f"origin must be one of {VERSION_ORIGINS}")
+    number = await next_version_number(conn)
+    name, path, job_dir = version_paths(adapter_dir, number)
+    try:
+        await _write(
+            conn,
+            "INSERT INTO adapter_versions (number, name, model, path, parent, status, origin, started_by, job_dir,"
+            " phase, created_at) VALUES (?, ?, ?, ?, ?, 'training', ?, ?, ?, 'exporting', ?)",
+            (number, name, model, str(path), parent, origin, started_by, str(job_dir), _ts(now)),
+        )
+    except sqlite3.IntegrityError:
+        raise JobAlreadyRunning("a retraining job is already running") from None
+    version = await get_version(conn, number)
+    assert version is not None
+    return version
+
+
+async def set_job_export(conn: aiosqlite.Connection, number: int, *, corrections: int, last_correction_id: int) -> None:
+    await _write(conn, "UPDATE adapter_versions SET corrections = ?, last_correction_id = ? WHERE number = ?",
+                 (corrections, last_correction_id, number))
+
+
+async def set_job_pid(conn: aiosqlite.Connection, number: int, pid: int) -> None:
+    await _write(conn, "UPDATE adapter_versions SET pid = ? WHERE number = ?", (pid, number))
+
+
+async def set_job_progress(conn: aiosqlite.Connection, number: int, phase: str, progress: dict | None) -> None:
+    await _write(conn, "UPDATE adapter_versions SET phase = ?, progress = ? WHERE number = ?",
+                 (phase, json.dumps(progress) if progress is not None else None, number))
+
+
+async def set_job_status_message(conn: aiosqlite.Connection, number: int, channel_id: int, message_id: int) -> None:
+    await _write(conn, "UPDATE adapter_versions SET status_channel_id = ?, status_message_id = ? WHERE number = ?",
+                 (channel_id, message_id, number))
+
+
+async def finish_job(
+    conn: aiosqlite.Connection, number: int, *, status: str, reason: str, now: datetime,
+    data: dict | None = None, figures: dict | None = None, keep_path: bool = True,
+) -> AdapterVersion:
+    """End a job as rejected, failed or cancelled (promotion goes through :func:`activate_version`)."""
+    if status not in ("rejected", "failed", "cancelled"):
+        raise ValueError("a job ends as rejected, failed or cancelled, or is activated")
+    await _write(
+        conn,
+        "UPDATE adapter_versions SET status = ?, reason = ?, finished_at = ?, data = COALESCE(?, data),"
+        " figures = COALESCE(?, figures), path = CASE WHEN ? THEN path ELSE NULL END, pid = NULL"
+        " WHERE number = ? AND status = 'training'",
+        (status, reason, _ts(now), json.dumps(data) if data is not None else None,
+         json.dumps(figures) if figures is not None else None, int(keep_path), number),
+    )
+    version = await get_version(conn, number)
+    assert version is not None
+    return version
+
+
+async def activate_version(
+    conn: aiosqlite.Connection, number: int, *, now: datetime, reason: str | None = None,
+    data: dict | None = None, figures: dict | None = None,
+) -> AdapterVersion:
+    """Make ``number`` the active version and the active one previous, in one transaction."""
+    await _write(conn, "BEGIN IMMEDIATE")
+    try:
+        await _write(conn, "UPDATE adapter_versions SET status = 'previous' WHERE status = 'active' AND number != ?",
+                     (number,))
+        await _write(
+            conn,
+            "UPDATE adapter_versions SET status = 'active', activated_at = ?, pid = NULL,"
+            " finished_at = COALESCE(finished_at, ?), reason = COALESCE(?, reason), data = COALESCE(?, data),"
+            " figures = COALESCE(?, figures) WHERE number = ?",
+            (_ts(now), _ts(now), reason, json.dumps(data) if data is not None else None,
+             json.dumps(figures) if figures is not None else None, number),
+        )
+        await _write(conn, "COMMIT")
+    except BaseException:
+        await _write(conn, "ROLLBACK")
+        raise
+    version = await get_version(conn, number)
+    assert version is not None
+    return version
+
+
+async def last_correction_id(conn: aiosqlite.Connection) -> int:
+    async with conn.execute("SELECT COALESCE(MAX(id), 0) FROM corrections") as cursor:
+        return (await cursor.fetchone())[0]
+
+
+async def count_corrections_since(conn: aiosqlite.Connection, correction_id: int) -> int:
+    """Corrections stored after the one with id ``correction_id`` (the newest an adapter was trained on)."""
+    async with conn.execute("SELECT COUNT(*) FROM corrections WHERE id > ?", (correction_id,)) as cursor:
+        return (await cursor.fetchone())[0]

@@ -10,9 +10,10 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from model.errors import ModbotError
 from model.labels import FLAGGABLE, LABELS
 
-from .. import cards, storage
+from .. import cards, retrain, storage
 from ..bot import ModBot
 from ..service import QueueFull, ServiceClosed
 
@@ -23,7 +24,8 @@ NO_REVIEW_CHANNEL = (
     "\n\n**No review channel is set**: flagged messages are stored but not posted. "
     "Set one with `/mod setup review_channel:#channel`."
 )
-PERMISSION_NAMES = {"manage_guild": "Manage Server", "manage_messages": "Manage Messages"}
+PERMISSION_NAMES = {"manage_guild": "Manage Server", "manage_messages": "Manage Messages",
+                    "administrator": "Administrator"}
 
 Label = Literal["hate", "offensive"]
 Action = Literal["flag", "delete", "timeout", "none"]
@@ -221,6 +223,67 @@ class Admin(commands.GroupCog, group_name="mod", group_description="modbot moder
             f"**{prediction.label}** — {cards.probabilities_text(prediction.probabilities)}\n"
             f"In this server it {verdict}. ({prediction.model} · adapter {prediction.adapter_version})",
         )
+
+
+    # ------------------------------------------------------------------ adapter versions
+
+    @app_commands.command(name="model", description="The active model version, its figures and the last versions")
+    @app_commands.checks.has_permissions(manage_messages=True)
+    async def model(self, interaction: discord.Interaction) -> None:
+        retrain_cog = self.bot.get_cog("Retrain")
+        if retrain_cog is not None and retrain_cog.job is None:
+            await retrain_cog.sync_active()  # a version `modbot retrain` promoted
+        service = self.bot.service
+        active = await storage.active_version(self.bot.db)
+        embed = discord.Embed(title="modbot model", colour=discord.Colour.blurple())
+        embed.add_field(name="Serving", value=f"{service.model_name} · adapter {service.adapter_version}", inline=False)
+        if active is None:
+            embed.description = "No adapter version is registered (the bot serves a zero-shot model or a stand-in)."
+            await self._reply(interaction, embed=embed)
+            return
+        trained = (f"retrained {discord.utils.format_dt(active.finished_at or active.created_at, 'R')} from "
+                   f"version {active.parent} on {active.corrections} corrections"
+                   if active.origin != "startup" else
+                   f"registered at start-up {discord.utils.format_dt(active.created_at, 'R')} from `{active.source}`")
+        active_since = discord.utils.format_dt(active.activated_at, "R") if active.activated_at else "?"
+        embed.add_field(name=f"Active: version {active.number} ({active.name})",
+                        value=f"{trained}; active since {active_since}", inline=False)
+        lines = retrain.figures_lines(active.figures)
+        validation = (active.figures or {}).get("validation")
+        if not lines and validation:
+            lines = [f"validation accuracy {validation['accuracy']:.3f}, macro-F1 {validation['macro_f1']:.3f} "
+                     f"(n {validation['n']}, from its training run)"]
+        embed.add_field(name="Figures", value="\n".join(lines) or "none recorded", inline=False)
+        versions = await storage.list_versions(self.bot.db, limit=6)
+        embed.add_field(
+            name="Last versions",
+            value="\n".join(
+                f"**v{v.number}** {v.status} · {v.origin} {discord.utils.format_dt(v.created_at, 'R')}"
+                + (f" · gold F1 {v.figures['candidate']['gold']['macro_f1']:.3f}"
+                   if v.figures and "candidate" in v.figures else "")
+                for v in versions
+            ),
+            inline=False,
+        )
+        await self._reply(interaction, embed=embed)
+
+    @app_commands.command(name="rollback", description="Make an earlier model version active again")
+    @app_commands.describe(version="The version number (see /mod model)")
+    @app_commands.checks.has_permissions(administrator=True)
+    async def rollback(self, interaction: discord.Interaction, version: app_commands.Range[int, 1]) -> None:
+        retrain_cog = self.bot.get_cog("Retrain")
+        if retrain_cog is None:
+            await interaction.response.send_message("Retraining is unavailable right now.", ephemeral=True)
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        try:
+            activated, was = await retrain_cog.rollback(version)
+        except ModbotError as exc:
+            await interaction.edit_original_response(content=str(exc))
+            return
+        note = " It had been rejected by the evaluation gate: you chose to serve it anyway." if was == "rejected" else ""
+        await self._reply(interaction, f"Version {activated.number} ({activated.name}) is active again; the next "
+                                       f"batch of messages uses it.{note}")
 
 
 class QueuePages(discord.ui.View):

@@ -1,0 +1,367 @@
+"""Retraining from the moderators' corrections: `/retrain start|status|cancel`, the job's status message,
+scheduled retraining, hot swap of a promoted adapter, and rollback (for `/mod rollback`).
+
+The job runs in its own process (see `bot.retrain`). A `tasks.loop` follows it every few seconds by
+reading what the job appended to its progress file, so nothing here waits on the process: the event loop
+and the classifier keep serving while it trains.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+
+import discord
+from discord import app_commands
+from discord.ext import commands, tasks
+
+from model.errors import ModbotError
+
+from .. import retrain, storage
+from ..bot import ModBot
+
+log = logging.getLogger(__name__)
+
+POLL_S = 2.0  # how often a running job's progress file is read
+SCHEDULE_CHECK_S = 3600.0  # with MODBOT_RETRAIN_EVERY: how often the schedule is consulted (at most)
+EDIT_EVERY_S = 10.0  # the status message is edited at most this often while a phase lasts
+REFUSED = "You need the Administrator permission to retrain the model."
+
+COLOURS = {
+    "training": discord.Colour.blurple(),
+    "active": discord.Colour.green(),
+    "previous": discord.Colour.light_grey(),
+    "rejected": discord.Colour.orange(),
+    "failed": discord.Colour.red(),
+    "cancelled": discord.Colour.dark_grey(),
+}
+STATUS_TEXT = {
+    "training": "running",
+    "active": "promoted: the new version is serving",
+    "previous": "promoted (since replaced)",
+    "rejected": "rejected by the evaluation gate: the active version keeps serving",
+    "failed": "failed: the active version keeps serving",
+    "cancelled": "cancelled: nothing changed",
+}
+
+
+class RollbackRefused(ModbotError):
+    """`/mod rollback` cannot make that version active."""
+
+
+@app_commands.guild_only()
+@app_commands.default_permissions(administrator=True)
+class Retrain(commands.GroupCog, group_name="retrain",
+              group_description="Retrain the model from the moderators' corrections"):
+    def __init__(self, bot: ModBot) -> None:
+        self.bot = bot
+        self.job: retrain.Job | None = None
+        self.serving_number: int | None = None
+        self._swap_lock = asyncio.Lock()
+        self._last_edit = 0.0
+        self._last_phase: str | None = None
+        self._next_scheduled: datetime | None = None
+        super().__init__()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def cog_load(self) -> None:
+        db, settings = self.bot.db, self.bot.settings
+        for failed in await retrain.fail_stale_jobs(db, settings):
+            await self._edit_status(failed)
+        try:
+            version = await retrain.register_serving(db, settings, self.bot.service.classifier)
+        except (ModbotError, OSError) as exc:
+            log.error("Could not register the serving adapter, retraining is unavailable: %s", exc)
+            version = None
+        self.serving_number = version.number if version else None
+        if settings.retrain_every_s:
+            last = await storage.latest_job_of(db, "schedule")
+            start = last.created_at if last else discord.utils.utcnow()
+            self._next_scheduled = start + timedelta(seconds=settings.retrain_every_s)
+            log.info("Scheduled retraining every %s; next check %s", retrain.format_duration(settings.retrain_every_s),
+                     self._next_scheduled.isoformat(timespec="minutes"))
+            self.schedule.change_interval(seconds=min(SCHEDULE_CHECK_S, settings.retrain_every_s))
+            self.schedule.start()
+
+    async def cog_unload(self) -> None:
+        self.watch.cancel()
+        self.schedule.cancel()
+        if self.job is not None:
+            # The bot is stopping: the job cannot report to anyone. The next start marks it failed.
+            self.job.kill()
+
+    async def cog_app_command_error(self, interaction: discord.Interaction,
+                                    error: app_commands.AppCommandError) -> None:
+        if interaction.response.is_done():
+            return
+        if isinstance(error, app_commands.MissingPermissions):
+            await interaction.response.send_message(REFUSED, ephemeral=True)
+        elif isinstance(error, app_commands.NoPrivateMessage):
+            await interaction.response.send_message("This command works only in a server.", ephemeral=True)
+
+    # ------------------------------------------------------------------ commands
+
+    @app_commands.command(name="start", description="Train a new adapter on the corrections and promote it if it "
+                                                    "passes the evaluation gate")
+    @app_commands.describe(force="Run even with fewer new corrections than the minimum (MODBOT_RETRAIN_MIN_CORRECTIONS)")
+    @app_commands.checks.has_permissions(administrator=True)
+    async def start(self, interaction: discord.Interaction, force: bool = False) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        await self.sync_active()
+        try:
+            job = await retrain.start_job(self.bot.db, self.bot.settings, origin="discord",
+                                          started_by=interaction.user.id, force=force)
+        except retrain.RetrainRefused as exc:
+            await interaction.edit_original_response(content=str(exc))
+            return
+        except (ModbotError, OSError) as exc:
+            log.exception("Could not start a retraining job")
+            await interaction.edit_original_response(content=f"The retraining job could not start: {exc}")
+            return
+        self._follow(job)
+        version = await storage.get_version(self.bot.db, job.number)
+        message = None
+        try:
+            message = await interaction.channel.send(embed=self.render(version))
+            await storage.set_job_status_message(self.bot.db, job.number, message.channel.id, message.id)
+        except discord.HTTPException as exc:
+            log.warning("Could not post the retraining status message: %s", exc)
+        where = f" Progress: {message.jump_url}" if message else " Follow it with `/retrain status`."
+        await interaction.edit_original_response(
+            content=f"Retraining started: version {job.number}, from version {version.parent}, on "
+                    f"{version.corrections} corrections.{where}"
+        )
+
+    @app_commands.command(name="status", description="The running retraining job, or the last one")
+    @app_commands.checks.has_permissions(administrator=True)
+    async def status(self, interaction: discord.Interaction) -> None:
+        if self.job is None:
+            await self.sync_active()
+        version = await storage.latest_job(self.bot.db)
+        if version is None:
+            new = await self._new_corrections()
+            await interaction.response.send_message(
+                f"No retraining has run yet. {new} new corrections since the active version was trained "
+                f"(the minimum to start is {self.bot.settings.retrain_min_corrections}).", ephemeral=True)
+            return
+        await interaction.response.send_message(embed=self.render(version), ephemeral=True)
+
+    @app_commands.command(name="cancel", description="Stop the running retraining job; nothing changes")
+    @app_commands.checks.has_permissions(administrator=True)
+    async def cancel(self, interaction: discord.Interaction) -> None:
+        running = await storage.running_job(self.bot.db)
+        if running is None:
+            await interaction.response.send_message("No retraining job is running.", ephemeral=True)
+            return
+        if self.job is None or self.job.number != running.number:
+            await interaction.response.send_message(
+                f"Version {running.number} is being trained by `modbot retrain` on the bot's machine, not by the "
+                "bot: stop it there (Ctrl-C).", ephemeral=True)
+            return
+        self.job.cancel()
+        await interaction.response.send_message(
+            f"Cancelling the job for version {running.number}: it stops now, its files are removed and the active "
+            "version keeps serving.", ephemeral=True)
+
+    # ------------------------------------------------------------------ following the job
+
+    def _follow(self, job: retrain.Job) -> None:
+        self.job = job
+        self._last_phase = None
+        if not self.watch.is_running():
+            self.watch.start()
+
+    @tasks.loop(seconds=POLL_S)
+    async def watch(self) -> None:
+        """Runs while a job runs: reads its progress, edits the status message, records the end."""
+        if self.job is None:
+            self.watch.stop()
+            return
+        try:
+            await self.follow()
+        except Exception:  # the loop must survive: it is the only thing following the job
+            log.exception("Retraining: following the job failed")
+        if self.job is None:
+            self.watch.stop()
+
+    @tasks.loop(seconds=SCHEDULE_CHECK_S)
+    async def schedule(self) -> None:
+        """Only with MODBOT_RETRAIN_EVERY. (No loop runs otherwise: an idle bot polls nothing.)"""
+        if self.job is not None:
+            return
+        try:
+            await self.sync_active()
+            await self.maybe_schedule()
+        except Exception:
+            log.exception("Retraining: checking the registry and the schedule failed")
+
+    async def follow(self) -> None:
+        job = self.job
+        assert job is not None
+        db = self.bot.db
+        if job.poll():
+            await storage.set_job_progress(db, job.number, job.last.get("phase", "starting"), job.last)
+        job.enforce_cancel()
+        end = retrain.outcome(job)
+        if end is None:
+            phase = job.last.get("phase")
+            now = time.monotonic()
+            if phase != self._last_phase or now - self._last_edit >= EDIT_EVERY_S:
+                self._last_phase, self._last_edit = phase, now
+                await self._edit_status(await storage.get_version(db, job.number))
+            return
+        self.job = None
+        if end.status == "promote":
+            version = await storage.get_version(db, job.number)
+            try:
+                async with self._swap_lock:
+                    classifier = await asyncio.to_thread(retrain.load_classifier, self.bot.settings, version.path)
+                    version = await retrain.promote(db, job, end)
+                    self.bot.service.swap(classifier)
+                    self.serving_number = version.number
+            except Exception as exc:
+                log.exception("The promoted adapter version %d could not be loaded", job.number)
+                end = retrain.Outcome("failed", f"the new adapter passed the gate but could not be loaded: {exc}",
+                                      end.result)
+                version = await retrain.record_end(db, job, end)
+            else:
+                log.info("Retraining: version %d promoted and serving (%s)", version.number, end.reason)
+        else:
+            version = await retrain.record_end(db, job, end)
+            log.info("Retraining: version %d %s (%s)", version.number, version.status, end.reason)
+        await self._edit_status(version)
+        if version.origin == "schedule":
+            await self._post_to_review_channels(version)
+
+    async def _edit_status(self, version: storage.AdapterVersion | None) -> None:
+        if version is None or version.status_message_id is None:
+            return
+        channel = self.bot.get_channel(version.status_channel_id)
+        if channel is None:
+            return
+        try:
+            await channel.get_partial_message(version.status_message_id).edit(embed=self.render(version))
+        except discord.HTTPException as exc:
+            log.warning("Could not update the retraining status message: %s", exc)
+
+    async def _post_to_review_channels(self, version: storage.AdapterVersion) -> None:
+        for guild in self.bot.guilds:
+            config = await storage.get_guild_config(self.bot.db, guild.id)
+            channel = self.bot.get_channel(config.review_channel_id) if config.review_channel_id else None
+            if channel is None:
+                continue
+            try:
+                await channel.send(embed=self.render(version))
+            except discord.HTTPException as exc:
+                log.warning("Could not post the scheduled retraining verdict in guild %d: %s", guild.id, exc)
+
+    # ------------------------------------------------------------------ the active version
+
+    async def sync_active(self) -> None:
+        """Serve the registry's active version if another process (`modbot retrain`) promoted one.
+
+        Checked at start-up, by `/retrain start|status` and `/mod model`, and by the schedule's loop; an idle
+        bot runs no polling loop.
+        """
+        active = await storage.active_version(self.bot.db)
+        if (active is None or active.number == self.serving_number or active.path is None
+                or active.model != self.bot.settings.model.model or self._swap_lock.locked()):
+            return
+        async with self._swap_lock:
+            try:
+                classifier = await asyncio.to_thread(retrain.load_classifier, self.bot.settings, active.path)
+            except Exception:
+                log.exception("Version %d became active but cannot be loaded; still serving version %s",
+                              active.number, self.serving_number)
+                self.serving_number = active.number  # do not retry every few seconds
+                return
+            self.bot.service.swap(classifier)
+            self.serving_number = active.number
+        log.info("Now serving adapter version %d (made active outside the bot)", active.number)
+
+    async def rollback(self, number: int) -> tuple[storage.AdapterVersion, str]:
+        """Make an earlier version active: load it in a worker thread, record it, swap between batches."""
+        db = self.bot.db
+        version = await storage.get_version(db, number)
+        if version is None:
+            raise RollbackRefused(f"There is no version {number}. `/mod model` lists them.")
+        if version.status == "active":
+            raise RollbackRefused(f"Version {number} is already the active version.")
+        if version.status not in ("previous", "rejected") or version.path is None:
+            raise RollbackRefused(f"Version {number} was {version.status}: it has no adapter to serve.")
+        if version.model != self.bot.settings.model.model:
+            raise RollbackRefused(f"Version {number} belongs to model {version.model}, but the bot serves "
+                                  f"{self.bot.settings.model.model}.")
+        if await storage.running_job(db) is not None:
+            raise RollbackRefused("A retraining job is running: wait for it or stop it with `/retrain cancel` first.")
+        was = version.status
+        async with self._swap_lock:
+            try:
+                classifier = await asyncio.to_thread(retrain.load_classifier, self.bot.settings, version.path)
+            except ModbotError as exc:
+                raise RollbackRefused(f"Version {number} cannot be loaded: {exc}") from None
+            version = await storage.activate_version(db, number, now=datetime.now(UTC))
+            self.bot.service.swap(classifier)
+            self.serving_number = number
+        log.info("Rolled back to adapter version %d", number)
+        return version, was
+
+    # ------------------------------------------------------------------ the schedule
+
+    async def maybe_schedule(self) -> None:
+        every = self.bot.settings.retrain_every_s
+        if not every or self._next_scheduled is None or discord.utils.utcnow() < self._next_scheduled:
+            return
+        self._next_scheduled = discord.utils.utcnow() + timedelta(seconds=every)
+        try:
+            job = await retrain.start_job(self.bot.db, self.bot.settings, origin="schedule")
+        except retrain.RetrainRefused as exc:
+            log.info("Scheduled retraining skipped: %s", exc)
+            return
+        self._follow(job)
+        log.info("Scheduled retraining started: version %d", job.number)
+
+    async def _new_corrections(self) -> int:
+        active = await storage.active_version(self.bot.db)
+        return await storage.count_corrections_since(self.bot.db, active.last_correction_id if active else 0)
+
+    # ------------------------------------------------------------------ the status embed
+
+    def render(self, version: storage.AdapterVersion) -> discord.Embed:
+        status = version.status
+        title = f"Retraining: version {version.number}"
+        embed = discord.Embed(title=title, colour=COLOURS.get(status, discord.Colour.blurple()))
+        if status == "training":
+            embed.description = f"**{retrain.describe_progress(version.progress or {'phase': version.phase})}**"
+        else:
+            embed.description = f"**{STATUS_TEXT[status]}**"
+        who = {"discord": f"<@{version.started_by}>" if version.started_by else "a moderator",
+               "schedule": "the schedule (MODBOT_RETRAIN_EVERY)", "shell": "`modbot retrain`",
+               "startup": "start-up"}[version.origin]
+        embed.add_field(name="Started by", value=f"{who} {discord.utils.format_dt(version.created_at, 'R')}",
+                        inline=True)
+        embed.add_field(name="From", value=f"version {version.parent} · {version.corrections} corrections", inline=True)
+        data = version.data or (version.progress or {}).get("data")
+        if data and "train" in data:
+            embed.add_field(
+                name="Data",
+                value=f"{sum(data['train'].values())} training messages ({data['corrections_trained']} from "
+                      f"corrections, {data['overrides']} labels replaced by a correction), "
+                      f"{data['corrections_held_out']} corrections held out, gold set of {sum(data['gold'].values())}",
+                inline=False,
+            )
+        lines = retrain.figures_lines(version.figures)
+        if lines:
+            embed.add_field(name="Evaluation (new vs active)", value="\n".join(lines), inline=False)
+        if version.reason and status != "training":
+            name = {"rejected": "Why it was rejected", "failed": "Why it failed"}.get(status, "Verdict")
+            embed.add_field(name=name, value=version.reason[:1000], inline=False)
+        embed.set_footer(text=f"status: {status}")
+        return embed
+
+
+async def setup(bot: ModBot) -> None:
+    await bot.add_cog(Retrain(bot))

@@ -1,0 +1,520 @@
+"""Retraining, the bot's side: the registry of adapter versions, starting and following a job, the verdict.
+
+The job itself (`training.retrain`) runs in its own process and only reads and writes files. This module,
+shared by the retrain cog and `modbot retrain`, does everything around it:
+
+* checks that a job may start (none running, enough new corrections or ``force``, an active adapter that
+  has its training set, a gold validation set), creates the version's row (status ``training``: the
+  database allows one at a time), exports the corrections to the job directory and writes ``spec.json``;
+* launches ``python -m training.retrain --spec ...`` and follows it through its progress file, without
+  waiting on it: :meth:`Job.poll` reads what was appended since the last call and never blocks;
+* records the end: promoted (the caller swaps the classifier, then :func:`promote`), rejected (the
+  adapter stays on disk), cancelled or failed (nothing is kept; a half-written directory is removed).
+
+Nothing here imports discord.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiosqlite
+
+from model import Classifier
+from model.adapter import METADATA_FILE, TRAINING_SET_FILE, read_adapter
+from model.errors import ModbotError
+from training.retrain import JobSpec
+
+from . import storage
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+GOLD_FILES = ("val.jsonl", "val.csv", "gold.jsonl", "gold.csv")  # a gold validation set shipped with an adapter
+CANCEL_GRACE_S = 30.0  # after SIGTERM, how long a job may take to stop before it is killed
+
+
+class RetrainRefused(ModbotError):
+    """A job cannot start now; the message says why."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --------------------------------------------------------------------------- the registry at start-up
+
+
+async def serving_adapter(conn: aiosqlite.Connection, settings: Settings) -> Path | None:
+    """The directory the bot should serve: the registry's active version for this model, if it is usable."""
+    active = await storage.active_version(conn)
+    if active is None or active.model != settings.model.model or active.path is None:
+        return None
+    try:
+        read_adapter(active.path)
+    except ModbotError as exc:
+        log.error("The active adapter version %d cannot be loaded (%s); serving the configured adapter instead",
+                  active.number, exc)
+        return None
+    return active.path
+
+
+def classifier_adapter_path(classifier) -> Path | None:
+    loaded = getattr(classifier, "loaded", None)
+    adapter = getattr(loaded, "adapter", None)
+    return Path(adapter.path) if adapter is not None else None
+
+
+async def register_serving(conn: aiosqlite.Connection, settings: Settings, classifier) -> storage.AdapterVersion | None:
+    """Make sure the registry's active version is what the bot serves.
+
+    The first start (or a start with another model, or another adapter than the active version's) registers
+    the serving adapter as a new version, copied into its own directory under MODBOT_ADAPTER_DIR. A zero-shot
+    classifier, or a stand-in without an adapter directory, is not registered (and cannot be retrained).
+    """
+    path = classifier_adapter_path(classifier)
+    active = await storage.active_version(conn)
+    if path is None:
+        return None
+    if (active is not None and active.model == settings.model.model and active.path is not None
+            and Path(active.path).resolve() == path.resolve()):
+        return active
+    info = read_adapter(path)
+    number = await storage.next_version_number(conn)
+    target = settings.adapter_dir / f"v{number}"
+    await _copy_tree(path, target)
+    version = await storage.register_adapter(
+        conn, number=number, name=info.version, model=settings.model.model, path=target, source=path, now=_now(),
+        data={"counts": (info.metadata.get("data") or {}).get("counts")},
+        figures={"validation": _short(info.metadata.get("validation"))},
+    )
+    log.info("Registered the serving adapter %s (from %s) as version %d", info.version, path, number)
+    return version
+
+
+async def _copy_tree(source: Path, target: Path) -> None:
+    import asyncio
+
+    def copy() -> None:
+        if target.exists():
+            shutil.rmtree(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+        try:
+            shutil.copytree(source, tmp, dirs_exist_ok=True)
+            os.replace(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    await asyncio.to_thread(copy)
+
+
+def _short(metrics: dict | None) -> dict | None:
+    if not metrics:
+        return None
+    return {"accuracy": metrics.get("accuracy"), "macro_f1": metrics.get("macro_f1"), "n": metrics.get("n")}
+
+
+async def fail_stale_jobs(conn: aiosqlite.Connection, settings: Settings) -> list[storage.AdapterVersion]:
+    """A job left ``training`` by a bot that died is marked failed (a live `modbot retrain` job is left alone)."""
+    job = await storage.running_job(conn)
+    if job is None:
+        return []
+    alive = job.pid is not None and _job_process_alive(job)
+    if job.origin == "shell" and alive:
+        return []
+    if alive:
+        _signal_job(job.pid, signal.SIGKILL)
+    reason = ("the bot stopped while the job was running" if job.origin != "shell"
+              else "`modbot retrain` stopped while the job was running")
+    _remove_candidate(job)
+    failed = await storage.finish_job(conn, job.number, status="failed", reason=reason, now=_now(), keep_path=False)
+    log.warning("Retraining job for version %d was marked failed: %s", job.number, reason)
+    return [failed]
+
+
+def _job_process_alive(job: storage.AdapterVersion) -> bool:
+    """Whether ``job.pid`` is still this job's process (not a recycled pid)."""
+    try:
+        cmdline = Path(f"/proc/{job.pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        try:
+            os.kill(job.pid, 0)
+        except OSError:
+            return False
+        return job.job_dir is None  # no /proc: trust the pid only when nothing better is known
+    return job.job_dir is not None and str(job.job_dir) in cmdline
+
+
+def _signal_job(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)  # the job leads its own process group (start_new_session)
+    except OSError:
+        try:
+            os.kill(pid, sig)
+        except OSError:
+            pass
+
+
+# --------------------------------------------------------------------------- the gold set
+
+
+async def lineage(conn: aiosqlite.Connection, version: storage.AdapterVersion) -> list[storage.AdapterVersion]:
+    """``version``, its parent, its parent's parent ... (the chain of retrains back to a registered adapter)."""
+    chain = [version]
+    seen = {version.number}
+    while chain[-1].parent is not None and chain[-1].parent not in seen:
+        parent = await storage.get_version(conn, chain[-1].parent)
+        if parent is None:
+            break
+        chain.append(parent)
+        seen.add(parent.number)
+    return chain
+
+
+def resolve_eval_data(settings: Settings, chain: list[storage.AdapterVersion]) -> Path:
+    """MODBOT_EVAL_DATA, else the gold validation set that shipped with the active adapter's lineage."""
+    if settings.eval_data is not None:
+        if not settings.eval_data.is_file():
+            raise RetrainRefused(f"MODBOT_EVAL_DATA={settings.eval_data}: no such file.")
+        return settings.eval_data
+    looked = []
+    for version in chain:
+        for directory in (version.path, version.source):
+            if directory is None:
+                continue
+            for name in GOLD_FILES:
+                candidate = Path(directory) / name
+                looked.append(str(candidate))
+                if candidate.is_file():
+                    return candidate
+        meta_dir = version.source or version.path
+        meta_file = Path(meta_dir) / METADATA_FILE if meta_dir else None
+        if meta_file is not None and meta_file.is_file():
+            try:
+                sources = (json.loads(meta_file.read_text(encoding="utf-8")).get("data") or {}).get("val_sources") or []
+            except (OSError, json.JSONDecodeError):
+                sources = []
+            for source in sources:
+                if Path(source).is_file():
+                    return Path(source)
+    raise RetrainRefused(
+        "No gold validation set for the evaluation gate: none shipped with the active adapter's lineage "
+        f"(looked for {', '.join(GOLD_FILES)} beside version {chain[0].number} and its ancestors). "
+        "Set MODBOT_EVAL_DATA to a labelled file (text,label CSV, JSONL or the Davidson CSV)."
+    )
+
+
+# --------------------------------------------------------------------------- starting a job
+
+
+@dataclass
+class Job:
+    """A running job this process started, followed through its progress file."""
+
+    number: int
+    spec: JobSpec
+    process: subprocess.Popen
+    log_file: Path
+    offset: int = 0
+    last: dict = field(default_factory=dict)  # the latest progress line
+    cancel_requested_at: float | None = None
+
+    def poll(self) -> list[dict]:
+        """Progress lines appended since the last call (never blocks: a small file read)."""
+        try:
+            with open(self.spec.progress_file, "rb") as handle:
+                handle.seek(self.offset)
+                chunk = handle.read()
+        except FileNotFoundError:
+            return []
+        end = chunk.rfind(b"\n")
+        if end < 0:
+            return []
+        self.offset += end + 1
+        lines = []
+        for raw in chunk[: end + 1].splitlines():
+            try:
+                lines.append(json.loads(raw))
+            except json.JSONDecodeError:
+                log.warning("Retraining job %d: unreadable progress line %r", self.number, raw[:200])
+        if lines:
+            self.last = lines[-1]
+        return lines
+
+    @property
+    def returncode(self) -> int | None:
+        return self.process.poll()
+
+    def cancel(self) -> None:
+        import time
+
+        if self.cancel_requested_at is None:
+            self.cancel_requested_at = time.monotonic()
+            _signal_job(self.process.pid, signal.SIGTERM)
+
+    def enforce_cancel(self) -> None:
+        """Kill a job that ignored SIGTERM for longer than the grace period."""
+        import time
+
+        if (self.cancel_requested_at is not None and self.returncode is None
+                and time.monotonic() - self.cancel_requested_at > CANCEL_GRACE_S):
+            _signal_job(self.process.pid, signal.SIGKILL)
+
+    def kill(self) -> None:
+        _signal_job(self.process.pid, signal.SIGKILL)
+
+
+async def check_start(conn: aiosqlite.Connection, settings: Settings, *, force: bool) -> tuple[storage.AdapterVersion, int]:
+    """(the active version, new corrections since it was trained), or RetrainRefused saying why not."""
+    running = await storage.running_job(conn)
+    if running is not None:
+        raise RetrainRefused(
+            f"A retraining job is already running (version {running.number}, {running.phase or 'starting'}, "
+            f"started {running.created_at:%Y-%m-%d %H:%M} UTC). Follow it with `/retrain status` or stop it "
+            "with `/retrain cancel`."
+        )
+    active = await storage.active_version(conn)
+    if active is None or active.path is None:
+        raise RetrainRefused("The bot serves no registered adapter (zero-shot or a test stand-in): there is "
+                             "nothing to retrain. Train one with `modbot train` and set MODBOT_ADAPTER.")
+    if not (Path(active.path) / TRAINING_SET_FILE).is_file():
+        raise RetrainRefused(f"The active adapter (version {active.number}) has no {TRAINING_SET_FILE}, so a "
+                             "retrain cannot start from its data. Train one with `modbot train`.")
+    total = await storage.count_corrections(conn)
+    if total == 0:
+        raise RetrainRefused("There are no corrections yet: moderators' decisions on review cards and "
+                             "`Label message` are what a retrain learns from.")
+    new = await storage.count_corrections_since(conn, active.last_correction_id)
+    if new < settings.retrain_min_corrections and not force:
+        raise RetrainRefused(
+            f"Only {new} new correction{'s' if new != 1 else ''} since version {active.number} was trained; "
+            f"the minimum is {settings.retrain_min_corrections} (MODBOT_RETRAIN_MIN_CORRECTIONS). "
+            "Wait for more, or start it anyway with force."
+        )
+    return active, new
+
+
+async def start_job(
+    conn: aiosqlite.Connection, settings: Settings, *, origin: str, started_by: int | None = None,
+    force: bool = False, echo: bool = False,
+) -> Job:
+    """Check, register, export the corrections, write the spec and launch the job process."""
+    active, _ = await check_start(conn, settings, force=force)
+    gold = resolve_eval_data(settings, await lineage(conn, active))
+    try:
+        version = await storage.start_job(conn, model=settings.model.model, adapter_dir=settings.adapter_dir,
+                                          parent=active.number, origin=origin, started_by=started_by, now=_now())
+    except storage.JobAlreadyRunning:
+        raise RetrainRefused("A retraining job is already running: follow it with `/retrain status`.") from None
+    try:
+        return await _launch(conn, settings, version, active, gold, echo=echo)
+    except BaseException as exc:
+        reason = str(exc) if isinstance(exc, ModbotError | OSError) else f"could not start: {exc!r}"
+        await storage.finish_job(conn, version.number, status="failed", reason=reason, now=_now(), keep_path=False)
+        raise
+
+
+async def _launch(conn, settings: Settings, version: storage.AdapterVersion, active: storage.AdapterVersion,
+                  gold: Path, *, echo: bool) -> Job:
+    job_dir = Path(version.job_dir)
+    job_dir.mkdir(parents=True, exist_ok=True)
+    for stale in ("progress.jsonl", "result.json"):
+        (job_dir / stale).unlink(missing_ok=True)
+    lines = []
+    newest = 0
+    async for correction in storage.corrections(conn):
+        lines.append(json.dumps(correction.to_export(), ensure_ascii=False) + "\n")
+        newest = max(newest, correction.id)
+    corrections_file = job_dir / "corrections.jsonl"
+    _write_atomically(corrections_file, "".join(lines))
+    await storage.set_job_export(conn, version.number, corrections=len(lines), last_correction_id=newest)
+    model = settings.model
+    spec = JobSpec(
+        version=version.name, out=Path(version.path).resolve(), active_adapter=Path(active.path).resolve(),
+        corrections=corrections_file.resolve(), gold=gold.resolve(), job_dir=job_dir.resolve(), model=model.model,
+        quantization=model.quantization, device=model.device, cache_dir=model.cache_dir,
+        options=dict(settings.retrain_options) or None, threads=settings.retrain_threads,
+    )
+    spec_file = job_dir / "spec.json"
+    _write_atomically(spec_file, spec.to_json())
+    env = dict(os.environ)
+    if settings.retrain_threads:
+        env["OMP_NUM_THREADS"] = str(settings.retrain_threads)
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    log_file = job_dir / "job.log"
+    command = [sys.executable, "-m", "training.retrain", "--spec", str(spec_file.resolve())]
+    if echo:
+        command.append("--echo")
+    with open(log_file, "ab") as log_handle:
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log_handle,
+                                   stderr=None if echo else subprocess.STDOUT, env=env, start_new_session=True)
+    await storage.set_job_pid(conn, version.number, process.pid)
+    await storage.set_job_progress(conn, version.number, "starting", {"phase": "starting", "corrections": len(lines)})
+    log.info("Retraining job for version %d started (pid %d, %d corrections, gold set %s)", version.number,
+             process.pid, len(lines), gold)
+    return Job(version.number, spec, process, log_file)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------- the end of a job
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # promote, rejected, cancelled, failed
+    reason: str
+    result: dict | None = None
+
+
+def outcome(job: Job) -> Outcome | None:
+    """What the finished job came to, or None while it runs."""
+    code = job.returncode
+    if code is None:
+        return None
+    job.poll()
+    result = None
+    try:
+        result = json.loads(job.spec.result_file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        pass
+    if job.cancel_requested_at is not None:
+        return Outcome("cancelled", "cancelled with /retrain cancel; nothing changed")
+    if code == 0 and result and result.get("status") == "completed":
+        verdict = "; ".join(result["reasons"])
+        return Outcome("promote" if result["promote"] else "rejected", verdict, result)
+    if result and result.get("status") == "error":
+        return Outcome("failed", result["error"], result)
+    return Outcome("failed", _crash_reason(code, job.log_file))
+
+
+def _crash_reason(code: int, log_file: Path) -> str:
+    if code < 0:
+        name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+        hint = " (out of memory? the kernel's OOM killer sends SIGKILL)" if -code == signal.SIGKILL else ""
+        return f"the job process was killed by {name}{hint}"
+    tail = ""
+    try:
+        lines = [line.strip() for line in log_file.read_text(encoding="utf-8", errors="replace").splitlines()]
+        tail = next((line for line in reversed(lines) if line and not line.startswith(("File ", "^"))), "")
+    except OSError:
+        pass
+    if "out of memory" in tail.lower() or "MemoryError" in tail:
+        return f"the job ran out of memory (exit status {code}): {tail[:300]}"
+    return f"the job crashed (exit status {code}): {tail[:300] or 'see ' + str(log_file)}"
+
+
+def _remove_candidate(version: storage.AdapterVersion) -> None:
+    """Remove what a failed or cancelled job left: its adapter directory and any temporary one."""
+    if version.path is None:
+        return
+    path = Path(version.path)
+    shutil.rmtree(path, ignore_errors=True)
+    if path.parent.is_dir():
+        for leftover in path.parent.glob(f".{path.name}.tmp-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+async def record_end(conn: aiosqlite.Connection, job: Job, end: Outcome) -> storage.AdapterVersion:
+    """Record a rejected, cancelled or failed job (promotion: :func:`promote`, after the swap is ready)."""
+    version = await storage.get_version(conn, job.number)
+    assert version is not None
+    result = end.result or {}
+    figures = {k: result[k] for k in ("candidate", "active") if k in result} or None
+    if end.status in ("cancelled", "failed"):
+        _remove_candidate(version)
+        status = end.status
+    else:
+        status = "rejected"
+    return await storage.finish_job(conn, job.number, status=status, reason=end.reason, now=_now(),
+                                    data=result.get("data"), figures=figures, keep_path=status == "rejected")
+
+
+async def promote(conn: aiosqlite.Connection, job: Job, end: Outcome) -> storage.AdapterVersion:
+    result = end.result or {}
+    figures = {k: result[k] for k in ("candidate", "active") if k in result} or None
+    return await storage.activate_version(conn, job.number, now=_now(), reason=end.reason, data=result.get("data"),
+                                          figures=figures)
+
+
+def load_classifier(settings: Settings, path: Path) -> Classifier:
+    """A classifier wearing the adapter at ``path`` (blocking: run it in a worker thread)."""
+    return Classifier.from_settings(replace(settings.model, adapter=Path(path)))
+
+
+# --------------------------------------------------------------------------- words
+
+
+PHASE_TEXT = {
+    "starting": "starting the job process",
+    "exporting": "exporting the corrections",
+    "preparing": "preparing the data",
+    "training": "training",
+    "evaluating": "evaluating",
+    "verdict": "verdict",
+    "cancelled": "cancelled",
+    "error": "error",
+}
+
+
+def describe_progress(progress: dict | None) -> str:
+    """One line: the phase and, while training, epoch, step, loss and time left."""
+    if not progress:
+        return "starting"
+    phase = progress.get("phase", "starting")
+    text = PHASE_TEXT.get(phase, phase)
+    if phase == "training" and progress.get("steps"):
+        parts = [f"epoch {progress.get('epoch', 0)}/{progress.get('epochs', '?')}",
+                 f"step {progress.get('step', 0)}/{progress['steps']}"]
+        if progress.get("loss") is not None:
+            parts.append(f"loss {progress['loss']:.3f}")
+        if progress.get("eta_s") is not None:
+            parts.append(f"about {format_duration(progress['eta_s'])} left")
+        text += ": " + ", ".join(parts)
+    elif phase == "evaluating" and progress.get("adapter"):
+        text += " the " + ("new adapter" if progress["adapter"] == "candidate" else "active adapter")
+    elif phase == "preparing" and progress.get("data"):
+        data = progress["data"]
+        text += (f": {sum(data['train'].values())} training messages, {data['corrections_trained']} corrections "
+                 f"trained on, {data['corrections_held_out']} held out for the gate")
+    return text
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def figures_lines(figures: dict | None) -> list[str]:
+    """The two pairs of figures of the gate: gold macro-F1 and held-out accuracy, new vs active."""
+    if not figures or "candidate" not in figures:
+        return []
+    new, old = figures["candidate"], figures["active"]
+    lines = [f"gold set macro-F1: new {new['gold']['macro_f1']:.3f} vs active {old['gold']['macro_f1']:.3f} "
+             f"(n {new['gold']['n']})"]
+    if new.get("heldout"):
+        lines.append(f"held-out corrections accuracy: new {new['heldout']['accuracy']:.3f} vs active "
+                     f"{old['heldout']['accuracy']:.3f} (n {new['heldout']['n']})")
+    else:
+        lines.append("held-out corrections: none this time")
+    return lines

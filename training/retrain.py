@@ -1,0 +1,480 @@
+"""A retraining job: the active adapter's data plus the moderators' corrections -> a candidate adapter, measured
+next to the active one, with the gate's verdict.
+
+Run as its own process: ``python -m training.retrain --spec JOB/spec.json``. It reads only files (the spec,
+the corrections export the bot wrote, the active adapter directory, the gold validation set) and writes only
+files: the candidate adapter directory (atomically, by the recipe), progress as JSON lines, and one result
+file. It never touches the bot's database: the bot (or ``modbot retrain``) records what the result says.
+
+Steps, each reported as a ``phase`` line in the progress file:
+
+* ``preparing``: the training pool is the active adapter's ``train.jsonl`` (plus its ``retrain_val.jsonl``,
+  the validation messages an earlier retrain held back) with every correction merged in, a correction
+  replacing any earlier label of the same normalised text. A deterministic 20% of the corrections, chosen by
+  message id, is held out for the gate. A stratified 10% of the pool, chosen by a hash of the text (so the same
+  messages every time), validates the epochs; it is saved beside the new adapter for the next retrain.
+* ``training``: the recipe of `training.recipe` with the active adapter's strategy and hyperparameters
+  (unless the spec overrides them), reporting epoch, step, loss and the estimated time left.
+* ``evaluating``: the candidate (right after training) and then the active adapter, on the gold set and on
+  the held-out corrections.
+* ``verdict``: promote only if the candidate's macro-F1 on the gold set is at most ``max_f1_drop`` below the
+  active adapter's and its accuracy on the held-out corrections is at least the active one's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import hashlib
+import json
+import math
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from model.adapter import TRAINING_SET_FILE, read_adapter
+from model.errors import ModbotError
+from model.labels import LABELS, parse_label
+
+from .dataset import class_counts, merge_sources, text_key, to_jsonl
+from .errors import DataError, TrainingError
+from .formats import Example, read_examples
+
+RETRAIN_VAL_FILE = "retrain_val.jsonl"  # the validation messages held back from training, for the next retrain
+HOLDOUT_PERCENT = 20
+VAL_PERCENT = 10
+MAX_F1_DROP = 0.01
+# TrainArgs fields a spec may never take from the active adapter's metadata: they describe where data and
+# output are, or how the first adapter was sampled from a large dataset (its train.jsonl is that sample).
+_NOT_INHERITED = {"data", "out", "val", "eval_on", "exclude", "cache_dir", "overwrite", "version", "per_class",
+                  "val_per_class", "test_per_class", "val_fraction", "model", "quantization", "device",
+                  "max_steps"}
+
+
+class Cancelled(BaseException):
+    """SIGTERM: the bot (or Ctrl-C in `modbot retrain`) asked the job to stop."""
+
+
+# -- the spec ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What the bot hands the job; written as spec.json in the job directory."""
+
+    version: str  # the candidate's version name (its metadata and every prediction record it)
+    out: Path  # the candidate adapter directory (must not exist yet)
+    active_adapter: Path
+    corrections: Path  # the bot's correction export (JSONL)
+    gold: Path  # the gold validation set, any format `training.formats` reads
+    job_dir: Path
+    model: str
+    quantization: str = "auto"
+    device: str = "auto"
+    cache_dir: Path | None = None
+    options: dict | None = None  # TrainArgs overrides (MODBOT_RETRAIN_OPTIONS)
+    threads: int | None = None  # torch threads (leave cores to the serving model)
+    holdout_percent: int = HOLDOUT_PERCENT
+    max_f1_drop: float = MAX_F1_DROP
+
+    @property
+    def progress_file(self) -> Path:
+        return self.job_dir / "progress.jsonl"
+
+    @property
+    def result_file(self) -> Path:
+        return self.job_dir / "result.json"
+
+    def to_json(self) -> str:
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        return json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in data.items()}, indent=2)
+
+    @classmethod
+    def read(cls, path: Path | str) -> JobSpec:
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise TrainingError(f"--spec {path}: cannot read the job spec ({exc}).") from None
+        paths = {"out", "active_adapter", "corrections", "gold", "job_dir", "cache_dir"}
+        known = {f.name for f in fields(cls)}
+        values = {k: (Path(v) if k in paths and v is not None else v) for k, v in data.items() if k in known}
+        return cls(**values)
+
+
+# -- data -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Correction:
+    message_id: int
+    text: str
+    label: str
+
+
+def read_corrections(path: Path) -> list[Correction]:
+    """The export, one correction per message (the latest decision wins), in export order."""
+    by_message: dict[int, Correction] = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise DataError(path, f"cannot be read ({exc}).") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            message_id = int(record["message_id"])
+            text = str(record["text"])
+            label = parse_label(str(record["label"]))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise DataError(path, f"not a correction export line ({exc}).", line=number) from None
+        by_message.pop(message_id, None)
+        by_message[message_id] = Correction(message_id, text, label)
+    return list(by_message.values())
+
+
+def held_out(message_id: int, percent: int = HOLDOUT_PERCENT) -> bool:
+    """Whether a correction is kept for the gate: the same answer for the same message, every time."""
+    digest = hashlib.sha256(f"modbot-holdout:{message_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % 100 < percent
+
+
+def _text_rank(example: Example) -> str:
+    return hashlib.sha256(f"modbot-val:{text_key(example.text)}".encode()).hexdigest()
+
+
+def validation_split(pool: list[Example], percent: int = VAL_PERCENT) -> tuple[list[Example], list[Example]]:
+    """(train, validation): per class, the ``percent`` of messages with the lowest text hash (at least one)."""
+    train: list[Example] = []
+    val: list[Example] = []
+    for label in LABELS:
+        group = sorted((e for e in pool if e.label == label), key=_text_rank)
+        if len(group) < 2:
+            train += group
+            continue
+        n_val = min(len(group) - 1, max(1, math.ceil(len(group) * percent / 100)))
+        chosen = {id(e) for e in group[:n_val]}
+        val += [e for e in group if id(e) in chosen]
+    chosen_ids = {id(e) for e in val}
+    train = [e for e in pool if id(e) not in chosen_ids]
+    return train, val
+
+
+@dataclass
+class Prepared:
+    data_file: Path  # the pool minus validation and held-out corrections: what is trained on
+    val_file: Path
+    gold_file: Path
+    heldout_file: Path | None
+    summary: dict
+
+
+def prepare(spec: JobSpec) -> Prepared:
+    """Write the job's data files into the job directory and return them with a summary."""
+    base_files = [spec.active_adapter / TRAINING_SET_FILE]
+    if not base_files[0].is_file():
+        raise TrainingError(f"The active adapter {spec.active_adapter} has no {TRAINING_SET_FILE}: it cannot be "
+                            "retrained (train one with `modbot train`, which saves its training set).")
+    if (spec.active_adapter / RETRAIN_VAL_FILE).is_file():
+        base_files.append(spec.active_adapter / RETRAIN_VAL_FILE)
+    corrections = read_corrections(spec.corrections)
+    kept = [c for c in corrections if not held_out(c.message_id, spec.holdout_percent)]
+    held = [c for c in corrections if held_out(c.message_id, spec.holdout_percent)]
+    as_examples = [Example(c.text, c.label, str(spec.corrections)) for c in kept]
+    kept_file = spec.job_dir / "corrections_train.jsonl"
+    kept_file.write_text(to_jsonl(as_examples), encoding="utf-8")
+    merged = merge_sources([*base_files, kept_file] if as_examples else base_files)
+
+    gold = merge_sources([spec.gold]).examples
+    gold_file = spec.job_dir / "gold.jsonl"
+    gold_file.write_text(to_jsonl(gold), encoding="utf-8")
+    heldout_file = None
+    held_examples = [Example(c.text, c.label) for c in held]
+    if held_examples:
+        heldout_file = spec.job_dir / "heldout.jsonl"
+        heldout_file.write_text(to_jsonl(held_examples), encoding="utf-8")
+
+    # What is measured is never trained on (the recipe leaves eval_on messages out too; this keeps the
+    # validation split from picking them).
+    measured = {text_key(e.text) for e in [*gold, *held_examples]}
+    pool = [e for e in merged.examples if text_key(e.text) not in measured]
+    train, val = validation_split(pool)
+    data_file = spec.job_dir / "train_pool.jsonl"
+    data_file.write_text(to_jsonl(train), encoding="utf-8")
+    val_file = spec.job_dir / RETRAIN_VAL_FILE
+    val_file.write_text(to_jsonl(val), encoding="utf-8")
+    summary = {
+        "base": [str(p) for p in base_files],
+        "corrections": len(corrections),
+        "corrections_trained": len(kept),
+        "corrections_held_out": len(held),
+        "overrides": merged.overrides,
+        "train": class_counts(train),
+        "val": class_counts(val),
+        "gold": class_counts(gold),
+        "gold_source": str(spec.gold),
+        "held_out": class_counts(held_examples),
+        "left_out_measured": len(merged.examples) - len(pool),
+    }
+    return Prepared(data_file, val_file, gold_file, heldout_file, summary)
+
+
+def train_args(spec: JobSpec, prepared: Prepared, metadata: dict):
+    """The active adapter's strategy and hyperparameters, the spec's model and overrides, this job's data."""
+    from .args import TrainArgs
+
+    known = {f.name for f in fields(TrainArgs)}
+    inherited = {k: v for k, v in (metadata.get("hyperparameters") or {}).items()
+                 if k in known and k not in _NOT_INHERITED}
+    inherited["strategy"] = metadata.get("strategy", inherited.get("strategy", "all"))
+    options = dict(spec.options or {})
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise TrainingError(f"MODBOT_RETRAIN_OPTIONS: unknown option(s) {', '.join(unknown)}.")
+    eval_on = (prepared.gold_file,) + ((prepared.heldout_file,) if prepared.heldout_file else ())
+    values = {
+        **inherited,
+        **options,
+        "data": (prepared.data_file,),
+        "val": (prepared.val_file,),
+        "eval_on": eval_on,
+        "out": spec.out,
+        "version": spec.version,
+        "model": spec.model,
+        "quantization": spec.quantization,
+        "device": spec.device,
+        "cache_dir": spec.cache_dir,
+    }
+    if "device" in options:
+        values["device"] = options["device"]
+    return TrainArgs(**values)
+
+
+# -- the gate ---------------------------------------------------------------------------------------
+
+
+def gate(candidate: dict, active: dict, max_f1_drop: float = MAX_F1_DROP) -> tuple[bool, list[str]]:
+    """(promote, reasons). ``candidate``/``active``: {"gold": metrics, "heldout": metrics or None}."""
+    reasons = []
+    new_f1, old_f1 = candidate["gold"]["macro_f1"], active["gold"]["macro_f1"]
+    f1_ok = new_f1 >= old_f1 - max_f1_drop - 1e-12
+    reasons.append(
+        f"gold macro-F1 {new_f1:.3f} vs {old_f1:.3f}: "
+        + ("kept" if f1_ok else f"more than {max_f1_drop:g} below the active adapter")
+    )
+    if candidate.get("heldout") is None:
+        heldout_ok = True
+        reasons.append("held-out corrections: none (nothing to compare)")
+    else:
+        new_acc, old_acc = candidate["heldout"]["accuracy"], active["heldout"]["accuracy"]
+        heldout_ok = new_acc >= old_acc - 1e-12
+        n = candidate["heldout"]["n"]
+        reasons.append(
+            f"held-out corrections accuracy {new_acc:.3f} vs {old_acc:.3f} (n {n}): "
+            + ("kept" if heldout_ok else "below the active adapter")
+        )
+    return f1_ok and heldout_ok, reasons
+
+
+# -- progress ---------------------------------------------------------------------------------------
+
+
+class Progress:
+    """Appends one JSON object per line to the progress file (and flushes), so the bot can follow."""
+
+    def __init__(self, path: Path, echo: Callable[[str], None] | None = None) -> None:
+        self.path = path
+        self.echo = echo
+        self.started = time.monotonic()
+
+    def __call__(self, phase: str, **fields_) -> None:
+        record = {"phase": phase, "time": round(time.time(), 3), "elapsed_s": round(time.monotonic() - self.started, 1),
+                  **fields_}
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            handle.flush()
+        if self.echo is not None:
+            self.echo(json.dumps(record, ensure_ascii=False))
+
+
+def _reporting_bar(progress: Progress, epochs: int, steps_per_epoch: int, every_s: float = 1.0):
+    """A tqdm class for the recipe's training bar that also reports epoch, step, loss and time left."""
+    from tqdm.auto import tqdm
+
+    state = {"step": 0, "last": 0.0, "started": None}
+    total_steps = max(1, epochs * steps_per_epoch)
+
+    class ReportingBar(tqdm):
+        def __init__(self, *args, **kwargs):
+            kwargs.setdefault("disable", True)  # the job's log is a file: no bar drawing there
+            super().__init__(*args, **kwargs)
+            desc = str(kwargs.get("desc", ""))
+            self._epoch = int(desc.split()[1].split("/")[0]) if desc.startswith("epoch ") else 0
+            self._loss = None
+
+        def set_postfix(self, ordered_dict=None, refresh=True, **kwargs):
+            loss = kwargs.get("loss")
+            if loss is not None:
+                self._loss = float(loss)
+            return super().set_postfix(ordered_dict, refresh, **kwargs)
+
+        def update(self, n=1):
+            result = super().update(n)
+            state["step"] += 1
+            if state["started"] is None:
+                state["started"] = time.monotonic()
+            now = time.monotonic()
+            if now - state["last"] >= every_s or state["step"] >= total_steps:
+                state["last"] = now
+                done = state["step"]
+                rate = (now - state["started"]) / done if done else 0.0
+                progress("training", epoch=self._epoch, epochs=epochs, step=min(done, total_steps),
+                         steps=total_steps, loss=self._loss, eta_s=round(rate * max(0, total_steps - done), 1))
+            return result
+
+        def close(self):
+            # the loss shown when updating the epoch's last batch arrives with set_postfix after update
+            return super().close()
+
+    return ReportingBar
+
+
+# -- the job ----------------------------------------------------------------------------------------
+
+
+def run_job(spec: JobSpec, echo: Callable[[str], None] | None = None) -> dict:
+    """Prepare, train, evaluate, judge. Returns the result (also written to the spec's result file)."""
+    import torch
+
+    from . import recipe
+    from .evaluate import evaluate
+
+    if spec.threads:
+        torch.set_num_threads(spec.threads)
+    progress = Progress(spec.progress_file, echo)
+    progress("preparing")
+    active_info = read_adapter(spec.active_adapter)
+    prepared = prepare(spec)
+    args = train_args(spec, prepared, active_info.metadata)
+    progress("preparing", data=prepared.summary, strategy=args.strategy, epochs=args.epochs)
+
+    run = recipe.setup(args, lambda line: None)
+    steps_per_epoch = math.ceil(len(run.splits.train) / args.batch_size)
+    if args.max_steps:
+        steps_per_epoch = min(steps_per_epoch, args.max_steps)
+    progress("training", epoch=0, epochs=args.epochs, step=0, steps=args.epochs * steps_per_epoch, loss=None,
+             eta_s=None)
+    original_bar = recipe.tqdm
+    recipe.tqdm = _reporting_bar(progress, args.epochs, steps_per_epoch)
+    started = time.perf_counter()
+    try:
+        history = recipe.train(run, lambda line: None)
+    finally:
+        recipe.tqdm = original_bar
+    progress("evaluating", adapter="candidate")
+    evaluations = recipe.final_evaluations(run, lambda line: None)
+    metadata = recipe.describe(run, history, evaluations, time.perf_counter() - started)
+    metadata["retrain"] = {"parent": active_info.version, "parent_path": str(spec.active_adapter),
+                           "data": prepared.summary}
+    recipe.save(run, metadata, history)
+    _write_atomically(spec.out / RETRAIN_VAL_FILE, prepared.val_file.read_text(encoding="utf-8"))
+    candidate = {"gold": evaluations["gold"], "heldout": evaluations.get("heldout")}
+    del run
+    gc.collect()
+
+    progress("evaluating", adapter="active")
+    active = evaluate_adapter(spec, prepared, evaluate)
+    promote, reasons = gate(candidate, active, spec.max_f1_drop)
+    result = {
+        "status": "completed",
+        "promote": promote,
+        "reasons": reasons,
+        "version": spec.version,
+        "out": str(spec.out),
+        "candidate": _figures(candidate),
+        "active": _figures(active),
+        "data": prepared.summary,
+        "training_time_s": metadata["training_time_s"],
+        "peak_memory_mb": metadata.get("peak_memory_mb"),
+        "peak_memory_kind": metadata.get("peak_memory_kind"),
+    }
+    _write_atomically(spec.result_file, json.dumps(result, indent=2) + "\n")
+    progress("verdict", promote=promote, reasons=reasons, candidate=result["candidate"], active=result["active"])
+    return result
+
+
+def evaluate_adapter(spec: JobSpec, prepared: Prepared, evaluate) -> dict:
+    """The active adapter on the gold set and the held-out corrections, scored as `modbot eval` scores."""
+    from model import Classifier, ModelSettings
+
+    settings = ModelSettings(model=spec.model, quantization=spec.quantization,
+                             device=(spec.options or {}).get("device", spec.device), adapter=spec.active_adapter,
+                             **({"cache_dir": spec.cache_dir} if spec.cache_dir else {}))
+    classifier = Classifier.from_settings(settings)
+    loaded = classifier.loaded
+    results = {}
+    for name, path in (("gold", prepared.gold_file), ("heldout", prepared.heldout_file)):
+        if path is None:
+            results[name] = None
+            continue
+        examples = read_examples(path)
+        results[name] = evaluate(loaded.model, classifier.prompts, examples, loaded.tokenizer.pad_token_id,
+                                 loaded.device, 32, name)
+    return results
+
+
+def _figures(metrics: dict) -> dict:
+    return {name: (None if m is None else {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "n": m["n"]})
+            for name, m in metrics.items()}
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _on_sigterm(signum, frame):
+    raise Cancelled()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.retrain",
+                                     description="Run one retraining job described by a spec (written by the bot "
+                                                 "or `modbot retrain`).")
+    parser.add_argument("--spec", required=True, type=Path, help="the job's spec.json")
+    parser.add_argument("--echo", action="store_true", help="also print each progress line on standard error")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+    spec = None
+    try:
+        spec = JobSpec.read(args.spec)
+        run_job(spec, echo=(lambda line: print(line, file=sys.stderr, flush=True)) if args.echo else None)
+        return 0
+    except (Cancelled, KeyboardInterrupt):
+        if spec is not None:
+            Progress(spec.progress_file)("cancelled")
+        print("retrain job cancelled", file=sys.stderr)
+        return 130
+    except ModbotError as exc:
+        if spec is not None:
+            _write_atomically(spec.result_file, json.dumps({"status": "error", "error": str(exc)}) + "\n")
+            Progress(spec.progress_file)("error", error=str(exc))
+        print(f"retrain job: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
