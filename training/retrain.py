@@ -305,7 +305,7 @@ def _reporting_bar(progress: Progress, epochs: int, steps_per_epoch: int, every_
     """A tqdm class for the recipe's training bar that also reports epoch, step, loss and time left."""
     from tqdm.auto import tqdm
 
-    state = {"step": 0, "last": 0.0, "started": None}
+    state = {"step": 0, "last": time.monotonic(), "started": None}
     total_steps = max(1, epochs * steps_per_epoch)
 
     class ReportingBar(tqdm):
@@ -316,29 +316,24 @@ def _reporting_bar(progress: Progress, epochs: int, steps_per_epoch: int, every_
             self._epoch = int(desc.split()[1].split("/")[0]) if desc.startswith("epoch ") else 0
             self._loss = None
 
-        def set_postfix(self, ordered_dict=None, refresh=True, **kwargs):
-            loss = kwargs.get("loss")
-            if loss is not None:
-                self._loss = float(loss)
-            return super().set_postfix(ordered_dict, refresh, **kwargs)
-
         def update(self, n=1):
-            result = super().update(n)
             state["step"] += 1
             if state["started"] is None:
                 state["started"] = time.monotonic()
-            now = time.monotonic()
-            if now - state["last"] >= every_s or state["step"] >= total_steps:
-                state["last"] = now
-                done = state["step"]
-                rate = (now - state["started"]) / done if done else 0.0
-                progress("training", epoch=self._epoch, epochs=epochs, step=min(done, total_steps),
-                         steps=total_steps, loss=self._loss, eta_s=round(rate * max(0, total_steps - done), 1))
-            return result
+            return super().update(n)
 
-        def close(self):
-            # the loss shown when updating the epoch's last batch arrives with set_postfix after update
-            return super().close()
+        def set_postfix(self, ordered_dict=None, refresh=True, **kwargs):
+            # The recipe sets the running loss right after each batch's update: report from here.
+            if kwargs.get("loss") is not None:
+                self._loss = float(kwargs["loss"])
+            now = time.monotonic()
+            done = state["step"]
+            if done and (now - state["last"] >= every_s or done >= total_steps):
+                state["last"] = now
+                per_step = (now - state["started"]) / done
+                progress("training", epoch=self._epoch, epochs=epochs, step=min(done, total_steps),
+                         steps=total_steps, loss=self._loss, eta_s=round(per_step * max(0, total_steps - done), 1))
+            return super().set_postfix(ordered_dict, refresh, **kwargs)
 
     return ReportingBar
 

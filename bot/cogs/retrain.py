@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import discord
@@ -170,7 +171,7 @@ class Retrain(commands.GroupCog, group_name="retrain",
 
     def _follow(self, job: retrain.Job) -> None:
         self.job = job
-        self._last_phase = None
+        self._last_phase, self._last_edit = "starting", time.monotonic()
         if not self.watch.is_running():
             self.watch.start()
 
@@ -202,8 +203,17 @@ class Retrain(commands.GroupCog, group_name="retrain",
         job = self.job
         assert job is not None
         db = self.bot.db
-        if job.poll():
+        lines = job.poll()
+        if lines:
             await storage.set_job_progress(db, job.number, job.last.get("phase", "starting"), job.last)
+            # Every phase the job went through since the last look is shown once, with its latest line
+            # (a fast job can prepare, train and start evaluating between two looks).
+            passed = [line for line, after in zip(lines, [*lines[1:], None], strict=True)
+                      if after is None or after.get("phase") != line.get("phase")][:-1]
+            version = await storage.get_version(db, job.number)
+            for line in passed:
+                self._last_phase = line.get("phase")
+                await self._edit_status(replace(version, phase=line.get("phase"), progress=line))
         job.enforce_cancel()
         end = retrain.outcome(job)
         if end is None:

@@ -1,0 +1,319 @@
+"""Retraining through SimCord: `/retrain`, the job process, the gate, the registry, hot swap and rollback.
+
+Every job here is the real one: `python -m training.retrain` in its own process, on the tiny 2-layer GPT-J
+with a `1d` adapter. Such a randomly initialised model learns the label *priors* of its data within a few
+steps, not the messages' content, so the scenarios are built on priors: the first adapter is trained on
+data where hate is the majority (it labels everything hate, with ~0.7), corrections that agree keep it
+so, and a flood of corrections saying "neutral" about hate messages (a careless or malicious moderator)
+turns the candidate into an always-neutral model whose macro-F1 on the gold set falls: the gate's job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import discord
+import pytest
+from discord import app_commands
+from simcord import SetupError
+
+from bot import Settings, create_bot, storage
+from bot.cogs.retrain import POLL_S
+
+WORDS = ["the", "quick", "brown", "fox", "lazy", "dog", "good", "friend", "meeting", "time", "what", "like"]
+KEYWORDS = {"hate": "vermin", "offensive": "idiot", "neutral": "friend"}
+
+
+def make_examples(counts: dict[str, int], seed: int, exclude: set[str] = frozenset()) -> list[dict]:
+    rng = random.Random(seed)
+    out, seen = [], set(exclude)
+    for label, count in counts.items():
+        made = 0
+        while made < count:
+            text = " ".join(rng.choice(WORDS) for _ in range(3)) + f" {KEYWORDS[label]} {rng.randint(0, 99)}"
+            if text in seen:
+                continue
+            seen.add(text)
+            out.append({"text": text, "label": label})
+            made += 1
+    return out
+
+
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def first_adapter(tiny_model_dir, tmp_path_factory) -> Path:
+    """A `1d` adapter on the tiny GPT-J trained on hate-majority data, with a gold `val.jsonl` beside it."""
+    import torch
+
+    from training.args import TrainArgs
+    from training.recipe import run_training
+
+    root = tmp_path_factory.mktemp("first-adapter")
+    base = make_examples({"hate": 40, "offensive": 10, "neutral": 10}, seed=1)
+    gold = make_examples({"hate": 20, "offensive": 5, "neutral": 5}, seed=2, exclude={e["text"] for e in base})
+    write_jsonl(root / "train.jsonl", base)
+    write_jsonl(root / "gold.jsonl", gold)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        args = TrainArgs(data=(root / "train.jsonl",), out=root / "adapter", model=str(tiny_model_dir), device="cpu",
+                         quantization="none", strategy="1d", epochs=3, lr=0.1, batch_size=8, optimizer="adamw",
+                         warmup_ratio=0.0, max_message_tokens=32, val_fraction=0.1, version="first",
+                         cache_dir=root / "cache")
+        run_training(args, echo=lambda line: None)
+    finally:
+        torch.set_num_threads(threads)
+    (root / "adapter" / "val.jsonl").write_text((root / "gold.jsonl").read_text())
+    return root / "adapter"
+
+
+@pytest.fixture
+def retrain_options() -> dict:
+    return {}
+
+
+@pytest.fixture
+def settings(tmp_path, tiny_settings, first_adapter, retrain_options) -> Settings:
+    return Settings(db_path=tmp_path / "modbot.sqlite3", batch_wait_ms=2, adapter_dir=tmp_path / "adapters",
+                    model=replace(tiny_settings, adapter=first_adapter), retrain_min_corrections=20,
+                    retrain_threads=1, retrain_options=retrain_options)
+
+
+SLOW_JOB = pytest.mark.parametrize("retrain_options", [{"epochs": 500}], ids=["slow-job"])
+
+
+@pytest.fixture
+async def simcord_bot(settings):
+    bot = create_bot(settings)  # the real tiny classifier, loaded by the bot from the registry / settings
+    yield bot
+    cog = bot.get_cog("Retrain")
+    if cog is not None and cog.job is not None:
+        cog.job.kill()
+    await bot.close()
+
+
+class Server:
+    def __init__(self, env) -> None:
+        self.env = env
+        self.guild = env.create_guild("Retrain Server")
+        self.general = self.guild.create_text_channel("general")
+        self.modlog = self.guild.create_text_channel("mod-log")
+        owners = self.guild.create_role("Owners", permissions=discord.Permissions(administrator=True))
+        admins = self.guild.create_role("Admins", permissions=discord.Permissions(manage_guild=True,
+                                                                                  manage_messages=True))
+        self.owner = self.guild.add_member(env.create_user("olga"), roles=[owners])
+        self.admin = self.guild.add_member(env.create_user("alice"), roles=[admins])
+        self.member = self.guild.add_member(env.create_user("bob"))
+
+    def cards(self) -> list[discord.Message]:
+        return [m for m in self.modlog.history() if m.embeds and m.embeds[0].title.startswith("Flagged")]
+
+
+@pytest.fixture
+async def server(env) -> Server:
+    server = Server(env)
+    result = await server.owner.slash(server.general, "mod setup", review_channel=server.modlog)
+    assert "Review cards will be posted" in result.response.content
+    return server
+
+
+async def add_corrections(db, records: list[dict], first_id: int = 1000) -> None:
+    for offset, record in enumerate(records):
+        await storage.add_correction(db, guild_id=1, channel_id=2, message_id=first_id + offset, author_id=3,
+                                     text=record["text"], label=record["label"], moderator_id=4,
+                                     now=datetime.now(UTC))
+
+
+async def wait_until(env, predicate, what: str, timeout: float = 120.0):
+    """Advance SimCord's clock (the bot reads the job's progress every POLL_S) until ``predicate()``."""
+    deadline = time.perf_counter() + timeout
+    while True:
+        await env.advance_time(POLL_S)
+        value = await predicate()
+        if value:
+            return value
+        if time.perf_counter() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.2)  # real time for the job process
+
+
+async def job_phase(env, number: int, phase: str):
+    version = await storage.get_version(env.bot.db, number)
+    return version if version.phase == phase or version.status != "training" else None
+
+
+async def job_ended(env, number: int):
+    version = await storage.get_version(env.bot.db, number)
+    return version if version.status != "training" else None
+
+
+def status_edits(env, message: discord.Message) -> list[str]:
+    """The description of every edit of the status message, in order."""
+    path = f"/channels/{message.channel.id}/messages/{message.id}"
+    return [entry.json["embeds"][0]["description"] for entry in env.http_requests
+            if entry.method == "PATCH" and entry.path == path and entry.json and entry.json.get("embeds")]
+
+
+def status_message(server: Server) -> discord.Message:
+    [message] = [m for m in server.general.history() if m.embeds and m.embeds[0].title.startswith("Retraining")]
+    return message
+
+
+# --------------------------------------------------------------------------- the tests
+
+
+async def test_admin_retrain_runs_to_the_end_promotes_and_rollback_restores(env, server, settings):
+    db = env.bot.db
+    v1 = await storage.active_version(db)
+    assert v1.number == 1 and v1.origin == "startup" and (settings.adapter_dir / "v1" / "train.jsonl").is_file()
+    assert env.bot.service.adapter_version == "first"
+    await add_corrections(db, make_examples({"hate": 25}, seed=3))
+
+    result = await server.owner.slash(server.general, "retrain start")
+    assert result.ephemeral and result.response.content.startswith("Retraining started: version 2, from version 1, "
+                                                                    "on 25 corrections.")
+    message = status_message(server)
+    version = await wait_until(env, lambda: job_ended(env, 2), "the job to end")
+    assert version.status == "active", version.reason
+
+    # the status message moved through the phases, in order, and ends with the verdict and both pairs of figures
+    edits = status_edits(env, message)
+    phases = [next((p for p in ("preparing", "training", "evaluating", "promoted") if p in edit), None) for edit in edits]
+    seen = [p for i, p in enumerate(phases) if p and p not in phases[:i]]
+    assert seen == ["preparing", "training", "evaluating", "promoted"], edits
+    assert any("epoch" in edit and "step" in edit and "loss" in edit and "left" in edit for edit in edits), edits
+    final = status_message(server).embeds[0]
+    figures = {f.name: f.value for f in final.fields}["Evaluation (new vs active)"]
+    assert "gold set macro-F1: new" in figures and "held-out corrections accuracy: new" in figures
+
+    # the registry: v2 active with its parent, data and figures; v1 previous; v2's directory is a full adapter
+    v2, v1 = await storage.get_version(db, 2), await storage.get_version(db, 1)
+    assert (v2.status, v2.parent, v2.started_by, v2.origin) == ("active", 1, server.owner.id, "discord")
+    assert v1.status == "previous"
+    assert v2.data["corrections"] == 25 and v2.data["corrections_held_out"] + v2.data["corrections_trained"] == 25
+    assert v2.figures["candidate"]["gold"]["macro_f1"] >= v2.figures["active"]["gold"]["macro_f1"] - 0.01
+    trained_on = (settings.adapter_dir / "v2" / "train.jsonl").read_text()
+    assert "vermin" in trained_on and (settings.adapter_dir / "v2" / "retrain_val.jsonl").is_file()
+
+    # hot swap: the service serves v2 without a restart, and the next card shows it
+    assert env.bot.service.adapter_version == "v2"
+    await server.member.send(server.general, "those vermin again 7")
+    card = server.cards()[-1]
+    assert "adapter v2" in {f.name: f.value for f in card.embeds[0].fields}["Model"]
+
+    model = await server.admin.slash(server.general, "mod model")
+    fields = {f.name: f.value for f in model.response.embeds[0].fields}
+    assert "Active: version 2 (v2)" in fields and "**v1** previous" in fields["Last versions"]
+
+    # /mod rollback is for administrators; it brings version 1 back the same way
+    refused = await server.admin.slash(server.general, "mod rollback", version=1)
+    assert refused.ephemeral and "Administrator" in refused.response.content
+    assert [type(e) for e in env.errors] == [app_commands.MissingPermissions]
+    result = await server.owner.slash(server.general, "mod rollback", version=1)
+    assert "Version 1 (first) is active again" in result.response.content
+    assert (await storage.active_version(db)).number == 1 and env.bot.service.adapter_version == "first"
+    assert (await storage.get_version(db, 2)).status == "previous"
+    await server.member.send(server.general, "those vermin again 8")
+    assert "adapter first" in {f.name: f.value for f in server.cards()[-1].embeds[0].fields}["Model"]
+
+
+async def test_retrain_is_hidden_from_and_refused_to_non_administrators(env, server):
+    assert not [n for n in server.admin.available_commands(server.general) if n.startswith("retrain")]
+    with pytest.raises(SetupError, match="not visible"):
+        await server.admin.slash(server.general, "retrain start")
+    assert "retrain start" in server.owner.available_commands(server.general)
+    command = next(c for c in await env.bot.tree.fetch_commands() if c.name == "retrain")
+    server.guild.set_command_permissions(command, {server.member: True})
+    result = await server.member.slash(server.general, "retrain start", force=True)
+    assert result.ephemeral and result.response.content == "You need the Administrator permission to retrain the model."
+    assert await storage.latest_job(env.bot.db) is None
+    assert [type(e) for e in env.errors] == [app_commands.MissingPermissions]
+
+
+async def test_too_few_corrections_without_force_are_refused(env, server):
+    await add_corrections(env.bot.db, make_examples({"hate": 5}, seed=4))
+    result = await server.owner.slash(server.general, "retrain start")
+    assert result.response.content.startswith("Only 5 new corrections since version 1 was trained; the minimum is 20")
+    assert await storage.latest_job(env.bot.db) is None
+    assert not [m for m in server.general.history() if m.embeds]  # no status message: no job
+    # force runs it anyway
+    forced = await server.owner.slash(server.general, "retrain start", force=True)
+    assert forced.response.content.startswith("Retraining started: version 2")
+    env.bot.get_cog("Retrain").job.cancel()
+    await wait_until(env, lambda: job_ended(env, 2), "the forced job to stop")
+
+
+async def test_gate_rejection_keeps_the_old_adapter_and_says_why(env, server, settings):
+    db = env.bot.db
+    # a careless moderator marks a flood of hate messages neutral: the gold set says otherwise
+    flood = [{"text": e["text"], "label": "neutral"} for e in make_examples({"hate": 60}, seed=5)]
+    await add_corrections(db, flood)
+    await server.owner.slash(server.general, "retrain start")
+    version = await wait_until(env, lambda: job_ended(env, 2), "the job to end")
+    assert version.status == "rejected", version.reason
+    assert "gold macro-F1" in version.reason and "more than 0.01 below the active adapter" in version.reason
+    new, old = version.figures["candidate"]["gold"]["macro_f1"], version.figures["active"]["gold"]["macro_f1"]
+    assert new < old - 0.01
+    assert (await storage.active_version(db)).number == 1 and env.bot.service.adapter_version == "first"
+    assert (settings.adapter_dir / "v2" / "modbot_adapter.json").is_file()  # kept on disk, marked rejected
+    final = status_message(server).embeds[0]
+    assert "rejected by the evaluation gate" in final.description
+    fields = {f.name: f.value for f in final.fields}
+    assert "more than 0.01 below" in fields["Why it was rejected"] and "held-out corrections accuracy" in fields[
+        "Evaluation (new vs active)"]
+
+
+async def start_slow_job(env, server) -> int:
+    await add_corrections(env.bot.db, make_examples({"hate": 20}, seed=6))
+    await server.owner.slash(server.general, "retrain start")
+    await wait_until(env, lambda: job_phase(env, 2, "training"), "training to start")
+    return 2
+
+
+@SLOW_JOB
+async def test_cancel_stops_a_job_and_nothing_changes_while_classification_keeps_answering(env, server, settings):
+    number = await start_slow_job(env, server)
+    # the bot keeps serving while the job trains: a message is classified and flagged, commands answer
+    classified = env.bot.service.classified
+    await server.member.send(server.general, "filthy vermin 1")
+    assert env.bot.service.classified == classified + 1
+    assert "adapter first" in {f.name: f.value for f in server.cards()[-1].embeds[0].fields}["Model"]
+    status = await server.owner.slash(server.general, "retrain status")
+    assert status.response.embeds[0].description.startswith("**training: epoch")
+    again = await server.owner.slash(server.general, "retrain start", force=True)
+    assert again.response.content.startswith("A retraining job is already running (version 2, training")
+
+    result = await server.owner.slash(server.general, "retrain cancel")
+    assert result.response.content.startswith("Cancelling the job for version 2")
+    version = await wait_until(env, lambda: job_ended(env, number), "the job to stop")
+    assert version.status == "cancelled" and version.path is None
+    assert (await storage.active_version(env.bot.db)).number == 1 and env.bot.service.adapter_version == "first"
+    adapters = env.bot.settings.adapter_dir
+    assert not (adapters / "v2").exists() and not list(adapters.glob(".v2.tmp-*"))
+    assert "cancelled: nothing changed" in status_message(server).embeds[0].description
+    assert (await server.owner.slash(server.general, "retrain cancel")).response.content == "No retraining job is running."
+
+
+@SLOW_JOB
+async def test_a_job_killed_mid_training_is_marked_failed_and_nothing_changes(env, server, settings):
+    number = await start_slow_job(env, server)
+    job = env.bot.get_cog("Retrain").job
+    os.kill(job.process.pid, signal.SIGKILL)  # what the kernel's OOM killer does
+    version = await wait_until(env, lambda: job_ended(env, number), "the job to be noticed dead")
+    assert version.status == "failed" and "killed by SIGKILL" in version.reason and version.path is None
+    assert (await storage.active_version(env.bot.db)).number == 1 and env.bot.service.adapter_version == "first"
+    assert not (env.bot.settings.adapter_dir / "v2").exists()
+    final = status_message(server).embeds[0]
+    assert "failed" in final.description and "SIGKILL" in {f.name: f.value for f in final.fields}["Why it failed"]
