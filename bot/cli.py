@@ -17,6 +17,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "bot.commands.train",
     "bot.commands.run",
     "bot.commands.corrections",
+    "bot.commands.retrain",
 )
 
 

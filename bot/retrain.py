@@ -56,10 +56,22 @@ def _now() -> datetime:
 
 
 async def serving_adapter(conn: aiosqlite.Connection, settings: Settings) -> Path | None:
-    """The directory the bot should serve: the registry's active version for this model, if it is usable."""
+    """The directory the bot should serve: the registry's active version for this model, if it is usable.
+
+    A MODBOT_ADAPTER that no version came from is the owner's new choice: None, so that the bot loads it
+    (and :func:`register_serving` makes it the active version).
+    """
     active = await storage.active_version(conn)
     if active is None or active.model != settings.model.model or active.path is None:
         return None
+    explicit = settings.model.adapter
+    if explicit is not None:
+        known = {Path(p).resolve() for v in await storage.list_versions(conn, limit=10_000)
+                 for p in (v.path, v.source) if p is not None}
+        if Path(explicit).resolve() not in known:
+            log.info("MODBOT_ADAPTER=%s is not a registered version: serving it (it becomes the active version)",
+                     explicit)
+            return None
     try:
         read_adapter(active.path)
     except ModbotError as exc:
@@ -75,19 +87,20 @@ def classifier_adapter_path(classifier) -> Path | None:
     return Path(adapter.path) if adapter is not None else None
 
 
-async def register_serving(conn: aiosqlite.Connection, settings: Settings, classifier) -> storage.AdapterVersion | None:
+async def register_serving(conn: aiosqlite.Connection, settings: Settings,
+                           path: Path | None) -> storage.AdapterVersion | None:
     """Make sure the registry's active version is what the bot serves.
 
     The first start (or a start with another model, or another adapter than the active version's) registers
-    the serving adapter as a new version, copied into its own directory under MODBOT_ADAPTER_DIR. A zero-shot
-    classifier, or a stand-in without an adapter directory, is not registered (and cannot be retrained).
+    the serving adapter (``path``) as a new version, copied into its own directory under MODBOT_ADAPTER_DIR.
+    ``path`` None (a zero-shot classifier, or a stand-in without an adapter directory) registers nothing, and
+    there is then nothing to retrain.
     """
-    path = classifier_adapter_path(classifier)
     active = await storage.active_version(conn)
     if path is None:
         return None
-    if (active is not None and active.model == settings.model.model and active.path is not None
-            and Path(active.path).resolve() == path.resolve()):
+    if (active is not None and active.model == settings.model.model and path.resolve() in
+            {Path(p).resolve() for p in (active.path, active.source) if p is not None}):
         return active
     info = read_adapter(path)
     number = await storage.next_version_number(conn)

@@ -73,7 +73,8 @@ class Retrain(commands.GroupCog, group_name="retrain",
         for failed in await retrain.fail_stale_jobs(db, settings):
             await self._edit_status(failed)
         try:
-            version = await retrain.register_serving(db, settings, self.bot.service.classifier)
+            version = await retrain.register_serving(
+                db, settings, retrain.classifier_adapter_path(self.bot.service.classifier))
         except (ModbotError, OSError) as exc:
             log.error("Could not register the serving adapter, retraining is unavailable: %s", exc)
             version = None
@@ -323,7 +324,9 @@ class Retrain(commands.GroupCog, group_name="retrain",
 
     async def maybe_schedule(self) -> None:
         every = self.bot.settings.retrain_every_s
-        if not every or self._next_scheduled is None or discord.utils.utcnow() < self._next_scheduled:
+        # a minute of slack: the loop's wake-ups are not to the microsecond, and a retrain is not either
+        if (not every or self._next_scheduled is None
+                or discord.utils.utcnow() + timedelta(minutes=1) < self._next_scheduled):
             return
         self._next_scheduled = discord.utils.utcnow() + timedelta(seconds=every)
         try:

@@ -85,10 +85,15 @@ def retrain_options() -> dict:
 
 
 @pytest.fixture
-def settings(tmp_path, tiny_settings, first_adapter, retrain_options) -> Settings:
+def retrain_every() -> int | None:
+    return None
+
+
+@pytest.fixture
+def settings(tmp_path, tiny_settings, first_adapter, retrain_options, retrain_every) -> Settings:
     return Settings(db_path=tmp_path / "modbot.sqlite3", batch_wait_ms=2, adapter_dir=tmp_path / "adapters",
                     model=replace(tiny_settings, adapter=first_adapter), retrain_min_corrections=20,
-                    retrain_threads=1, retrain_options=retrain_options)
+                    retrain_threads=1, retrain_options=retrain_options, retrain_every_s=retrain_every)
 
 
 SLOW_JOB = pytest.mark.parametrize("retrain_options", [{"epochs": 500}], ids=["slow-job"])
@@ -317,3 +322,74 @@ async def test_a_job_killed_mid_training_is_marked_failed_and_nothing_changes(en
     assert not (env.bot.settings.adapter_dir / "v2").exists()
     final = status_message(server).embeds[0]
     assert "failed" in final.description and "SIGKILL" in {f.name: f.value for f in final.fields}["Why it failed"]
+
+
+async def test_a_job_left_running_by_a_dead_bot_is_marked_failed_at_the_next_start(env, server, settings):
+    db = env.bot.db
+    # what a bot that died mid-job leaves: a `training` row whose process is gone, a half-written directory
+    version = await storage.start_job(db, model=settings.model.model, adapter_dir=settings.adapter_dir, parent=1,
+                                      origin="discord", started_by=server.owner.id, now=datetime.now(UTC))
+    await storage.set_job_pid(db, version.number, 2**22 + 12345)  # no such process
+    half = settings.adapter_dir / f".v{version.number}.tmp-999"
+    half.mkdir(parents=True)
+    (half / "adapter_model.safetensors").write_bytes(b"half")
+    old = env.bot
+    await env.restart_bot(create_bot(settings))
+    await old.close()
+    failed = await storage.get_version(env.bot.db, version.number)
+    assert failed.status == "failed" and failed.reason == "the bot stopped while the job was running"
+    assert not half.exists() and (await storage.active_version(env.bot.db)).number == 1
+    assert env.bot.service.adapter_version == "first"
+    await env.bot.close()
+
+
+@pytest.mark.parametrize("retrain_every", [3600], ids=["every-1h"])
+async def test_scheduled_retraining_runs_when_due_and_posts_the_verdict_in_the_review_channel(env, server):
+    await add_corrections(env.bot.db, make_examples({"hate": 5}, seed=7))
+    await env.advance_time(3600)
+    assert await storage.latest_job(env.bot.db) is None  # due, but fewer than the minimum: skipped
+    await add_corrections(env.bot.db, make_examples({"hate": 20}, seed=8), first_id=2000)
+    await env.advance_time(3600)
+    version = await wait_until(env, lambda: job_ended(env, 2), "the scheduled job to end")
+    assert version.origin == "schedule" and version.status == "active", version.reason
+    [verdict] = [m for m in server.modlog.history() if m.embeds and m.embeds[0].title == "Retraining: version 2"]
+    assert "promoted" in verdict.embeds[0].description
+    fields = {f.name: f.value for f in verdict.embeds[0].fields}
+    assert "the schedule" in fields["Started by"] and "gold set macro-F1" in fields["Evaluation (new vs active)"]
+    assert env.bot.service.adapter_version == "v2"
+
+
+def test_modbot_retrain_runs_the_same_job_from_the_shell(monkeypatch, tmp_path, tiny_model_dir, first_adapter, capsys):
+    from bot.cli import main
+
+    db_path = tmp_path / "modbot.sqlite3"
+
+    async def seed():
+        conn = await storage.open_database(db_path)
+        await add_corrections(conn, make_examples({"hate": 22}, seed=9))
+        await conn.close()
+
+    asyncio.run(seed())
+    monkeypatch.chdir(tmp_path)
+    for name, value in {"MODBOT_DB": str(db_path), "MODBOT_MODEL": str(tiny_model_dir), "MODBOT_DEVICE": "cpu",
+                        "MODBOT_QUANTIZATION": "none", "MODBOT_ADAPTER": str(first_adapter),
+                        "MODBOT_ADAPTER_DIR": str(tmp_path / "adapters"), "MODBOT_RETRAIN_THREADS": "1",
+                        "MODBOT_CACHE_DIR": str(tmp_path / "cache")}.items():
+        monkeypatch.setenv(name, value)
+    assert main(["retrain", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("version 2: active: gold macro-F1") and "training: epoch" in err
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["status"] == "active" and result["figures"]["candidate"]["heldout"]["n"] >= 1
+
+    async def registry():
+        conn = await storage.open_database(db_path)
+        try:
+            return [(v.number, v.status, v.origin) for v in await storage.list_versions(conn)]
+        finally:
+            await conn.close()
+
+    assert asyncio.run(registry()) == [(2, "active", "shell"), (1, "previous", "startup")]
+    # too few new corrections since version 2: refused in one line, exit status 2
+    assert main(["retrain"]) == 2
+    assert capsys.readouterr().err.startswith("modbot: error: Only 0 new corrections since version 2 was trained")
