@@ -104,10 +104,10 @@ async def register_serving(conn: aiosqlite.Connection, settings: Settings,
         return active
     info = read_adapter(path)
     number = await storage.next_version_number(conn)
-    target = settings.adapter_dir / f"v{number}"
+    target = settings.adapter_dir.resolve() / f"v{number}"
     await _copy_tree(path, target)
     version = await storage.register_adapter(
-        conn, number=number, name=info.version, model=settings.model.model, path=target, source=path, now=_now(),
+        conn, number=number, name=info.version, model=settings.model.model, path=target, source=path.resolve(), now=_now(),
         data={"counts": (info.metadata.get("data") or {}).get("counts")},
         figures={"validation": _short(info.metadata.get("validation"))},
     )
@@ -327,7 +327,7 @@ async def start_job(
     active, _ = await check_start(conn, settings, force=force)
     gold = resolve_eval_data(settings, await lineage(conn, active))
     try:
-        version = await storage.start_job(conn, model=settings.model.model, adapter_dir=settings.adapter_dir,
+        version = await storage.start_job(conn, model=settings.model.model, adapter_dir=settings.adapter_dir.resolve(),
                                           parent=active.number, origin=origin, started_by=started_by, now=_now())
     except storage.JobAlreadyRunning:
         raise RetrainRefused("A retraining job is already running: follow it with `/retrain status`.") from None
@@ -475,9 +475,9 @@ def load_classifier(settings: Settings, path: Path) -> Classifier:
 
 
 PHASE_TEXT = {
-    "starting": "starting the job process",
+    "starting": "corrections exported, starting the job",
     "exporting": "exporting the corrections",
-    "preparing": "preparing the data",
+    "preparing": "exporting the training data",
     "training": "training",
     "evaluating": "evaluating",
     "verdict": "verdict",

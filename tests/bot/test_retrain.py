@@ -195,9 +195,9 @@ async def test_admin_retrain_runs_to_the_end_promotes_and_rollback_restores(env,
 
     # the status message moved through the phases, in order, and ends with the verdict and both pairs of figures
     edits = status_edits(env, message)
-    phases = [next((p for p in ("preparing", "training", "evaluating", "promoted") if p in edit), None) for edit in edits]
+    phases = [next((p for p in ("exporting", "training", "evaluating", "promoted") if p in edit), None) for edit in edits]
     seen = [p for i, p in enumerate(phases) if p and p not in phases[:i]]
-    assert seen == ["preparing", "training", "evaluating", "promoted"], edits
+    assert seen == ["exporting", "training", "evaluating", "promoted"], edits
     assert any("epoch" in edit and "step" in edit and "loss" in edit and "left" in edit for edit in edits), edits
     final = status_message(server).embeds[0]
     figures = {f.name: f.value for f in final.fields}["Evaluation (new vs active)"]
