@@ -1,0 +1,81 @@
+"""The strategy comparison: the same data through 1d, attention, all and few-shot, one table.
+
+Each strategy trains in a child process of its own, so its peak memory is its own and one run's
+leftovers cannot slow the next.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from dataclasses import replace
+from pathlib import Path
+
+from model.adapter import METADATA_FILE
+
+from .args import TrainArgs
+
+# Published accuracies of the reference experiment on the same 200 validation messages.
+REFERENCE = [
+    {"system": "GPT-J-6B few-shot (reference)", "accuracy": 0.58},
+    {"system": "ChatGPT zero-shot (reference)", "accuracy": 0.71},
+    {"system": "GPT-3 Davinci fine-tuned (reference)", "accuracy": 0.84},
+]
+
+
+def compare(base: TrainArgs, strategies: list[str], out: Path, resume: bool, echo=print) -> list[dict]:
+    rows = []
+    for strategy in strategies:
+        args = replace(base, strategy=strategy, out=out / strategy)
+        if resume and (args.out / METADATA_FILE).is_file():
+            echo(f"{strategy}: reusing the finished run in {args.out}")
+        else:
+            echo(f"{strategy}: training into {args.out}")
+            _train_in_child(args)
+        rows.append(row_from_metadata(json.loads((args.out / METADATA_FILE).read_text(encoding="utf-8"))))
+    return rows
+
+
+def _train_in_child(args: TrainArgs) -> None:
+    from .recipe import run_training
+
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(1) as pool:
+        pool.apply(run_training, (args,))
+
+
+def row_from_metadata(meta: dict) -> dict:
+    val = meta["validation"]
+    return {
+        "strategy": meta["strategy"],
+        "accuracy": round(val["accuracy"], 4),
+        "macro_f1": round(val["macro_f1"], 4),
+        "f1_hate": round(val["per_class"]["hate"]["f1"], 4),
+        "n": val["n"],
+        "trainable_parameters": meta["trainable_parameters"],
+        "epochs": meta["hyperparameters"]["epochs"],
+        "best_epoch": meta["best_epoch"],
+        "training_time_s": meta["training_time_s"],
+        "peak_memory_mb": meta["peak_memory_mb"],
+        "adapter": meta.get("version"),
+    }
+
+
+def markdown_table(rows: list[dict], reference: bool = True) -> str:
+    lines = [
+        "| strategy | accuracy | macro-F1 | hate F1 | trainable parameters | training time | peak memory |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['strategy']} | {r['accuracy']:.3f} | {r['macro_f1']:.3f} | {r['f1_hate']:.3f} | "
+            f"{r['trainable_parameters']:,} | {_duration(r['training_time_s'])} | {r['peak_memory_mb']:,.0f} MB |"
+        )
+    if reference:
+        for ref in REFERENCE:
+            lines.append(f"| {ref['system']} | {ref['accuracy']:.2f} | | | | | |")
+    return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
