@@ -12,7 +12,13 @@ import pytest
 import torch
 
 from model import Classifier, ModelSettings, load_base, load_model
-from model.adapter import METADATA_FILE, ONE_D_WEIGHTS_FILE, PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE, REQUIRED_FIELDS
+from model.adapter import (
+    METADATA_FILE,
+    ONE_D_WEIGHTS_FILE,
+    PEFT_CONFIG_FILE,
+    PEFT_WEIGHTS_FILE,
+    REQUIRED_FIELDS,
+)
 from training.args import TrainArgs
 from training.artifacts import write_atomically
 from training.errors import TrainingError
