@@ -145,8 +145,8 @@ async def fail_stale_jobs(conn: aiosqlite.Connection, settings: Settings) -> lis
     if job is None:
         return []
     alive = job.pid is not None and _job_process_alive(job)
-    if job.origin == "shell" and alive:
-        return []
+    if job.origin == "shell" and (alive or job.pid is None):
+        return []  # a live `modbot retrain`, or a job prepared for another machine (`--prepare`)
     if alive:
         _signal_job(job.pid, signal.SIGKILL)
     reason = ("the bot stopped while the job was running" if job.origin != "shell"
@@ -531,3 +531,84 @@ def figures_lines(figures: dict | None) -> list[str]:
     else:
         lines.append("held-out corrections: none this time")
     return lines
+
+
+# --------------------------------------------------------------------------- a job on another machine
+
+
+REMOTE_NOTE = "prepared for another machine (`modbot retrain --prepare`)"
+
+
+async def prepare_remote(conn: aiosqlite.Connection, settings: Settings, directory: Path, *,
+                         force: bool = False) -> storage.AdapterVersion:
+    """A self-contained job directory (spec with relative paths, the corrections, the active adapter, the gold
+    set) to run elsewhere with ``modbot retrain --run``; the version's row holds the job slot until
+    ``--finish`` (or ``/retrain cancel``)."""
+    directory = directory.resolve()
+    if directory.exists() and any(directory.iterdir()):
+        raise RetrainRefused(f"--prepare {directory}: the directory exists and is not empty.")
+    active, _ = await check_start(conn, settings, force=force)
+    gold = resolve_eval_data(settings, await lineage(conn, active))
+    try:
+        version = await storage.start_job(conn, model=settings.model.model, adapter_dir=settings.adapter_dir.resolve(),
+                                          parent=active.number, origin="shell", started_by=None, now=_now())
+    except storage.JobAlreadyRunning:
+        raise RetrainRefused("A retraining job is already running: wait for it, or stop it first.") from None
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        await _copy_tree(Path(active.path), directory / "active")
+        shutil.copyfile(gold, directory / f"gold{gold.suffix}")
+        lines, newest = [], 0
+        async for correction in storage.corrections(conn):
+            lines.append(json.dumps(correction.to_export(), ensure_ascii=False) + "\n")
+            newest = max(newest, correction.id)
+        _write_atomically(directory / "corrections.jsonl", "".join(lines))
+        await storage.set_job_export(conn, version.number, corrections=len(lines), last_correction_id=newest)
+        model = settings.model
+        spec = {
+            "version": version.name, "out": "candidate", "active_adapter": "active",
+            "corrections": "corrections.jsonl", "gold": f"gold{gold.suffix}", "job_dir": ".",
+            "model": model.model, "quantization": model.quantization, "device": model.device, "cache_dir": None,
+            "options": dict(settings.retrain_options) or None, "threads": settings.retrain_threads,
+        }
+        _write_atomically(directory / "spec.json", json.dumps(spec, indent=2) + "\n")
+        await storage.set_job_progress(conn, version.number, "starting",
+                                       {"phase": "starting", "note": REMOTE_NOTE, "job_dir": str(directory)})
+    except BaseException as exc:
+        await storage.finish_job(conn, version.number, status="failed", reason=f"--prepare failed: {exc}",
+                                 now=_now(), keep_path=False)
+        raise
+    return await storage.get_version(conn, version.number)
+
+
+async def finish_remote(conn: aiosqlite.Connection, settings: Settings,
+                        directory: Path) -> tuple[storage.AdapterVersion, Outcome]:
+    """Record a job run elsewhere: its candidate is copied to the version's directory, then promoted or rejected."""
+    directory = directory.resolve()
+    try:
+        spec = json.loads((directory / "spec.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RetrainRefused(f"--finish {directory}: no readable spec.json ({exc}).") from None
+    number = int(str(spec.get("version", "")).lstrip("v") or 0)
+    version = await storage.get_version(conn, number)
+    if version is None or version.status != "training" or version.origin != "shell":
+        state = version.status if version else "unknown"
+        raise RetrainRefused(f"--finish {directory}: version {number} is {state}, not a job waiting for its result.")
+    try:
+        result = json.loads((directory / "result.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        result = None
+    if not result or result.get("status") != "completed":
+        error = (result or {}).get("error") or "the job has no result.json: it did not finish (run it again with --run)"
+        end = Outcome("failed", f"the job run elsewhere failed: {error}", result)
+        return await storage.finish_job(conn, number, status="failed", reason=end.reason, now=_now(),
+                                        keep_path=False), end
+    read_adapter(directory / "candidate")  # complete and valid, or ModelError
+    await _copy_tree(directory / "candidate", Path(version.path))
+    end = Outcome("promote" if result["promote"] else "rejected", "; ".join(result["reasons"]), result)
+    figures = {k: result[k] for k in ("candidate", "active") if k in result}
+    if end.status == "promote":
+        return await storage.activate_version(conn, number, now=_now(), reason=end.reason, data=result.get("data"),
+                                              figures=figures), end
+    return await storage.finish_job(conn, number, status="rejected", reason=end.reason, now=_now(),
+                                    data=result.get("data"), figures=figures), end

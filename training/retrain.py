@@ -101,7 +101,10 @@ class JobSpec:
             raise TrainingError(f"--spec {path}: cannot read the job spec ({exc}).") from None
         paths = {"out", "active_adapter", "corrections", "gold", "job_dir", "cache_dir"}
         known = {f.name for f in fields(cls)}
-        values = {k: (Path(v) if k in paths and v is not None else v) for k, v in data.items() if k in known}
+        # Relative paths are relative to the spec's directory: a prepared job directory can be moved to
+        # another machine (`modbot retrain --prepare` / `--run` / `--finish`).
+        here = Path(path).resolve().parent
+        values = {k: ((here / v) if k in paths and v is not None else v) for k, v in data.items() if k in known}
         return cls(**values)
 
 

@@ -158,6 +158,14 @@ class Retrain(commands.GroupCog, group_name="retrain",
         if running is None:
             await interaction.response.send_message("No retraining job is running.", ephemeral=True)
             return
+        if running.origin == "shell" and running.pid is None:  # prepared for another machine
+            await storage.finish_job(self.bot.db, running.number, status="cancelled", now=datetime.now(UTC),
+                                     reason="cancelled with /retrain cancel; its result will not be accepted",
+                                     keep_path=False)
+            await interaction.response.send_message(
+                f"Version {running.number} (prepared for another machine) is cancelled: `modbot retrain --finish` "
+                "will refuse its result, and the active version keeps serving.", ephemeral=True)
+            return
         if self.job is None or self.job.number != running.number:
             await interaction.response.send_message(
                 f"Version {running.number} is being trained by `modbot retrain` on the bot's machine, not by the "

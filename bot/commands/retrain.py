@@ -7,6 +7,7 @@ import asyncio
 import json
 import sys
 import time
+from pathlib import Path
 
 from model.errors import ModbotError
 
@@ -29,6 +30,17 @@ def register(subparsers) -> None:
                         help="run with fewer new corrections than MODBOT_RETRAIN_MIN_CORRECTIONS")
     parser.add_argument("--device", help="train on this device (auto, cpu, cuda, cuda:N); default MODBOT_DEVICE")
     parser.add_argument("--json", action="store_true", help="print the job's result as one JSON object at the end")
+    remote = parser.add_argument_group(
+        "on another machine",
+        "A GPU machine without the bot's files: --prepare on the bot's machine, copy the directory over, --run "
+        "there, copy it back, --finish on the bot's machine. The job holds the registry's slot in between "
+        "(/retrain cancel releases it).")
+    steps = remote.add_mutually_exclusive_group()
+    steps.add_argument("--prepare", type=Path, metavar="DIR",
+                       help="write a self-contained job directory (corrections, active adapter, gold set, spec)")
+    steps.add_argument("--run", type=Path, metavar="DIR", help="run a prepared job directory here")
+    steps.add_argument("--finish", type=Path, metavar="DIR",
+                       help="record a job directory that ran elsewhere: promote or reject its adapter")
     parser.set_defaults(handler=run)
 
 
@@ -37,6 +49,23 @@ def run(args: argparse.Namespace) -> int:
 
     from bot.settings import Settings
 
+    if args.run is not None:  # the other machine: no database, no bot settings, only the job directory
+        from training.retrain import main as run_job
+
+        spec = args.run / "spec.json"
+        if not spec.is_file():
+            raise ModbotError(f"--run {args.run}: no spec.json there (make the directory with --prepare).")
+        if args.device:
+            data = json.loads(spec.read_text(encoding="utf-8"))
+            data["options"] = {**(data.get("options") or {}), "device": args.device}
+            spec.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        code = run_job(["--spec", str(spec), "--echo"])
+        if code == 0:
+            result = json.loads((args.run / "result.json").read_text(encoding="utf-8"))
+            verdict = "passes the gate" if result["promote"] else "is rejected by the gate"
+            print(f"the candidate {verdict}: {'; '.join(result['reasons'])}")
+            print(f"copy {args.run} back to the bot's machine and run `modbot retrain --finish DIR` there")
+        return code
     settings = Settings.from_env()
     if args.device:
         settings = replace(settings, retrain_options={**settings.retrain_options, "device": args.device})
@@ -52,6 +81,8 @@ async def _run(settings, args: argparse.Namespace) -> int:
     conn = await storage.open_database(settings.db_path)
     job = None
     try:
+        if args.prepare is not None or args.finish is not None:
+            return await _remote(conn, settings, args)
         active = await storage.active_version(conn)
         if active is None or active.model != settings.model.model:
             # The bot never ran with this model: register the adapter it would serve, as the bot does.
@@ -112,6 +143,31 @@ async def _run(settings, args: argparse.Namespace) -> int:
         raise
     finally:
         await conn.close()
+
+
+async def _remote(conn, settings, args: argparse.Namespace) -> int:
+    from bot import retrain, storage
+    from model.loader import default_adapter_dir
+
+    if args.prepare is not None:
+        active = await storage.active_version(conn)
+        if active is None or active.model != settings.model.model:
+            await retrain.register_serving(conn, settings, default_adapter_dir(settings.model))
+        version = await retrain.prepare_remote(conn, settings, args.prepare, force=args.force)
+        print(f"prepared version {version.number} (from version {version.parent}, {version.corrections} corrections) "
+              f"in {args.prepare.resolve()}")
+        print("copy it to the training machine, run `modbot retrain --run DIR` there, copy it back and run "
+              "`modbot retrain --finish DIR` here")
+        return 0
+    version, end = await retrain.finish_remote(conn, settings, args.finish)
+    print(f"version {version.number}: {version.status}: {end.reason}")
+    for line in retrain.figures_lines(version.figures):
+        print(f"  {line}")
+    if version.status == "active":
+        return 0
+    if version.status == "rejected":
+        return EXIT_REJECTED
+    raise ModbotError(f"the retraining job {version.status}: {end.reason}")
 
 
 def _say(line: str) -> None:

@@ -393,3 +393,48 @@ def test_modbot_retrain_runs_the_same_job_from_the_shell(monkeypatch, tmp_path, 
     # too few new corrections since version 2: refused in one line, exit status 2
     assert main(["retrain"]) == 2
     assert capsys.readouterr().err.startswith("modbot: error: Only 0 new corrections since version 2 was trained")
+
+
+def test_a_job_prepared_here_runs_on_another_machine_and_is_finished_here(monkeypatch, tmp_path, tiny_model_dir,
+                                                                         first_adapter, capsys):
+    import shutil
+
+    import torch
+
+    from bot.cli import main
+
+    db_path = tmp_path / "modbot.sqlite3"
+
+    async def seed():
+        conn = await storage.open_database(db_path)
+        await add_corrections(conn, make_examples({"hate": 21}, seed=10))
+        await conn.close()
+
+    asyncio.run(seed())
+    monkeypatch.chdir(tmp_path)
+    for name, value in {"MODBOT_DB": str(db_path), "MODBOT_MODEL": str(tiny_model_dir), "MODBOT_DEVICE": "cpu",
+                        "MODBOT_QUANTIZATION": "none", "MODBOT_ADAPTER": str(first_adapter),
+                        "MODBOT_ADAPTER_DIR": str(tmp_path / "adapters"), "MODBOT_RETRAIN_THREADS": "1",
+                        "MODBOT_CACHE_DIR": str(tmp_path / "cache")}.items():
+        monkeypatch.setenv(name, value)
+    assert main(["retrain", "--prepare", "job"]) == 0
+    assert capsys.readouterr().out.startswith("prepared version 2 (from version 1, 21 corrections)")
+    assert main(["retrain"]) == 2  # the prepared job holds the slot
+    assert "already running (version 2" in capsys.readouterr().err
+
+    elsewhere = tmp_path / "gpu-box" / "job"  # "another machine": the directory moves, nothing else comes along
+    shutil.copytree(tmp_path / "job", elsewhere)
+    threads, handler = torch.get_num_threads(), signal.getsignal(signal.SIGTERM)
+    try:
+        assert main(["retrain", "--run", str(elsewhere)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+        signal.signal(signal.SIGTERM, handler)
+    assert "the candidate passes the gate" in capsys.readouterr().out
+    back = tmp_path / "back"
+    shutil.copytree(elsewhere, back)
+    assert main(["retrain", "--finish", str(back)]) == 0
+    assert capsys.readouterr().out.startswith("version 2: active: gold macro-F1")
+    assert (tmp_path / "adapters" / "v2" / "modbot_adapter.json").is_file()
+    assert main(["retrain", "--finish", str(back)]) == 2  # once only
+    assert "version 2 is active, not a job waiting for its result" in capsys.readouterr().err
