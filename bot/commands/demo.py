@@ -62,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     if db_path.exists():
         raise ModbotError(f"--db {db_path} already exists: the demo starts from an empty database; give a new path.")
     # The demo's own database; nothing of the real bot's configuration but the model is used.
-    settings = dataclasses.replace(settings, token=None, db_path=db_path, dev_guild=None, sync_commands=True)
+    settings = dataclasses.replace(settings, token=None, db_path=db_path, dev_guild=None, sync_commands=True,
+                                   adapter_dir=db_path.parent / "adapters")  # its versions stay beside it too
     script = read_script()
     print("modbot demo: the real bot, built by create_bot, in a simulated Discord server (SimCord).")
     print("No token, no network.\n")
