@@ -438,3 +438,24 @@ def test_a_job_prepared_here_runs_on_another_machine_and_is_finished_here(monkey
     assert (tmp_path / "adapters" / "v2" / "modbot_adapter.json").is_file()
     assert main(["retrain", "--finish", str(back)]) == 2  # once only
     assert "version 2 is active, not a job waiting for its result" in capsys.readouterr().err
+
+
+async def test_a_version_promoted_from_the_shell_is_served_from_the_next_mod_model(env, server, settings):
+    import shutil
+
+    db = env.bot.db
+    # what `modbot retrain` leaves in the registry: version 2 active, its directory in place
+    version = await storage.start_job(db, model=settings.model.model, adapter_dir=settings.adapter_dir.resolve(),
+                                      parent=1, origin="shell", started_by=None, now=datetime.now(UTC))
+    shutil.copytree(settings.adapter_dir / "v1", version.path)
+    meta = version.path / "modbot_adapter.json"
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "version": "v2"}))
+    await storage.activate_version(db, version.number, now=datetime.now(UTC))
+    assert env.bot.service.adapter_version == "first"  # an idle bot polls nothing
+
+    result = await server.admin.slash(server.general, "mod model")
+    assert env.bot.service.adapter_version == "v2"
+    fields = {f.name: f.value for f in result.response.embeds[0].fields}
+    assert fields["Serving"].endswith("adapter v2") and "Active: version 2 (v2)" in fields
+    await server.member.send(server.general, "vermin from the shell 1")
+    assert "adapter v2" in {f.name: f.value for f in server.cards()[-1].embeds[0].fields}["Model"]
