@@ -419,7 +419,10 @@ def outcome(job: Job) -> Outcome | None:
 
 def _crash_reason(code: int, log_file: Path) -> str:
     if code < 0:
-        name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
         hint = " (out of memory? the kernel's OOM killer sends SIGKILL)" if -code == signal.SIGKILL else ""
         return f"the job process was killed by {name}{hint}"
     tail = ""
