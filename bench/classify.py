@@ -5,7 +5,8 @@
 Loads the default model with its shipped adapter when there is one (``ModelSettings()`` from the
 environment, as the bot does), then classifies the same messages four ways:
 
-1. the reference's way: one message at a time, ``generate()`` the label as text and parse it;
+1. the reference's way: one message at a time, ``generate()`` the label as text (greedy, 3 new tokens)
+   and parse it (a first word that is not a label counts as wrong);
 2. one message at a time, label scoring in one forward pass;
 3. batched label scoring (batches sorted by length, full prompts);
 4. the classifier as served: batched, cached instruction prefix, label rows of the head, merged LoRA.
@@ -43,7 +44,7 @@ if str(REPO) not in sys.path:
 
 from model import Classifier, ModelSettings, load_model  # noqa: E402
 from model.labels import LABELS  # noqa: E402
-from model.prompt import PromptBuilder, render_prompt  # noqa: E402
+from model.prompt import PromptBuilder  # noqa: E402
 from model.scoring import label_log_likelihoods  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "seed_val.csv"
@@ -104,20 +105,19 @@ def parse_generated(text: str) -> str | None:
 
 
 class Reference:
-    """Rows 1-3, on the model as loaded (a PeftModel with its adapter unmerged, if there is one)."""
+    """Rows 1-3, on the model as loaded (a PeftModel with its adapter unmerged, if there is one), same prompts."""
 
-    def __init__(self, loaded, batch_size: int):
+    def __init__(self, loaded, builder: PromptBuilder):
         self.loaded = loaded
-        self.builder = PromptBuilder(loaded.tokenizer)
-        self.batch_size = batch_size
+        self.builder = builder  # the served classifier's: same template, few-shot examples and token budget
         self.pad_id = loaded.tokenizer.pad_token_id
 
     @torch.inference_mode()
     def generate(self, text: str) -> list[str | None]:
-        tokenizer = self.loaded.tokenizer
-        inputs = tokenizer(render_prompt(text), return_tensors="pt").to(self.loaded.device)
-        out = self.loaded.model.generate(**inputs, max_new_tokens=3, do_sample=False, pad_token_id=self.pad_id)
-        return [parse_generated(tokenizer.decode(out[0, inputs.input_ids.shape[1]:], skip_special_tokens=True))]
+        ids = torch.tensor([self.builder.encode(text).ids], device=self.loaded.device)
+        out = self.loaded.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=3,
+                                         do_sample=False, pad_token_id=self.pad_id)
+        return [parse_generated(self.loaded.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True))]
 
     def score(self, texts: list[str]) -> list[str]:
         prompts = [self.builder.encode(text).ids for text in texts]
@@ -145,8 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.inference:
         settings = replace(settings, inference=args.inference)
     # Two loads: row 4 merges its LoRA into its own copy's weights, rows 1-3 keep theirs unmerged.
-    reference = Reference(load_model(settings), args.batch_size)
     classifier = Classifier.from_settings(settings)
+    reference = Reference(load_model(settings), classifier.prompts)
     adapter = classifier.adapter_version
     print(f"model {classifier.model_name}, adapter {adapter}, row 4 in {settings.inference}, "
           f"{len(texts)} messages from {args.data}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
