@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import random
 import resource
@@ -14,8 +15,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from model.adapter import METADATA_FILE, ONE_D_WEIGHTS_FILE, TRAINING_SET_FILE
-from model.config import ModelSettings
+from model.adapter import METADATA_FILE, ONE_D_WEIGHTS_FILE, PEFT_CONFIG_FILE, TRAINING_SET_FILE
+from model.config import MODEL_ALIASES, ModelSettings
 from model.labels import LABELS
 from model.loader import LoadedModel, load_base
 from model.prompt import TEMPLATE_ID, PromptBuilder
@@ -249,6 +250,7 @@ def save(run: Run, metadata: dict, history: dict) -> None:
     def fill(tmp: Path) -> None:
         if run.args.strategy in ("attention", "all"):
             run.model.save_pretrained(str(tmp))
+            _name_hub_base(tmp / PEFT_CONFIG_FILE, run.loaded.model_name)
         elif run.args.strategy == "1d":
             from safetensors.torch import save_file
 
@@ -269,6 +271,16 @@ def save(run: Run, metadata: dict, history: dict) -> None:
                                      f"{run.args.strategy}, validation (epoch {history['best_epoch']})")
 
     artifacts.write_atomically(run.args.out, fill)
+
+
+def _name_hub_base(config_file: Path, model_name: str) -> None:
+    """PEFT records the local checkpoint path; for an alias, name the Hub model so others can load it."""
+    hub_id = MODEL_ALIASES.get(model_name)
+    if hub_id is None:
+        return
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    config["base_model_name_or_path"] = hub_id
+    config_file.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
 
 def _peak_memory(device) -> dict:

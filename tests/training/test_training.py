@@ -208,3 +208,14 @@ def test_an_interrupted_write_leaves_nothing_where_a_loader_looks(tmp_path):
     (out / "old").write_text("previous adapter")
     write_atomically(out, lambda d: (d / "new").write_text("x"))
     assert [p.name for p in out.iterdir()] == ["new"] and len(list(tmp_path.iterdir())) == 1
+
+
+def test_gradient_checkpointing_and_accumulation_train_the_same_adapter_shape(tiny_model_dir, tmp_path):
+    args = _args(tiny_model_dir, tmp_path, gradient_checkpointing=True, grad_accum=2, epochs=1, max_steps=2,
+                 optimizer="adamw")
+    meta = run_training(args, echo=lambda line: None).metadata
+    steps = [json.loads(line) for line in (args.out / "metrics.jsonl").read_text().splitlines()]
+    batches = [s for s in steps if s["type"] == "step"]
+    assert len(batches) == 4 and batches[-1]["step"] == 2  # two batches per optimiser step
+    assert all(s["loss"] == s["loss"] for s in batches)  # no NaN
+    assert meta["hyperparameters"]["gradient_checkpointing"] is True
