@@ -36,6 +36,7 @@ def register(subparsers) -> None:
                           help="adapter directory (default: MODBOT_ADAPTER, else the shipped one)")
     evaluate.add_argument("--zero-shot", action="store_true", help="measure the base model without any adapter")
     evaluate.add_argument("--batch-size", type=int, default=32, help="messages per forward pass (default 32)")
+    evaluate.add_argument("--threads", type=int, help="CPU threads for torch (default: all cores)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object on the last line")
     evaluate.set_defaults(handler=run_eval)
 
@@ -134,6 +135,10 @@ def run_eval(args: argparse.Namespace) -> int:
     from training.metrics import format_metrics
 
     merged = merge_sources(args.data)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     settings = ModelSettings.from_env()
     overrides = {"adapter": args.adapter} if args.adapter else {}
     if args.zero_shot:
