@@ -9,7 +9,8 @@ environment, as the bot does), then classifies the same messages four ways:
    and parse it (a first word that is not a label counts as wrong);
 2. one message at a time, label scoring in one forward pass;
 3. batched label scoring (batches sorted by length, full prompts);
-4. the classifier as served: batched, cached instruction prefix, label rows of the head, merged LoRA.
+4. the classifier as served: batched, cached instruction prefix, label rows of the head, merged LoRA,
+   and the serving precision of MODBOT_INFERENCE (default auto: fp32 with oneDNN-packed linear layers).
 
 The rows run interleaved, batch by batch (row 1 takes the messages of batch i one at a time, then row 2,
 then rows 3 and 4 the whole batch), so background load on a shared machine hits every row alike.
@@ -51,6 +52,7 @@ DEFAULT_DATA = REPO.parent / "shared" / "data" / "seed_val.csv"
 RESULTS = REPO / "bench" / "results" / "classify.json"
 QUICK_MESSAGES = 50
 _WORD = re.compile(r"[a-z]+")
+_MODE_NAMES = {"fp32": "", "fp32-packed": " + oneDNN-packed fp32 linears", "bf16": " + bf16"}
 
 
 @dataclass
@@ -131,8 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="label,text CSV (default: %(default)s)")
     parser.add_argument("--quick", action="store_true", help=f"only the first {QUICK_MESSAGES} messages")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--inference", choices=("fp32", "bf16"), default=None,
-                        help="row 4's precision (default: MODBOT_INFERENCE, else fp32)")
+    parser.add_argument("--inference", choices=("auto", "fp32", "bf16"), default=None,
+                        help="how row 4 serves the model (default: MODBOT_INFERENCE, else auto)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: what torch is given)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -148,17 +150,19 @@ def main(argv: list[str] | None = None) -> int:
     classifier = Classifier.from_settings(settings)
     reference = Reference(load_model(settings), classifier.prompts)
     adapter = classifier.adapter_version
-    print(f"model {classifier.model_name}, adapter {adapter}, row 4 in {settings.inference}, "
+    print(f"model {classifier.model_name}, adapter {adapter}, row 4 serves {settings.inference}, "
           f"{len(texts)} messages from {args.data}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{_cpu_name()}", file=sys.stderr)
+          f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, {_cpu_name()}", file=sys.stderr)
 
+    classifier.classify(texts[:1])  # builds the serving model, so that row 4 can say what it is
+    mode = classifier._serving.mode
     rows = [
         Row("1. reference: generate() the label, one message at a time"),
         Row("2. label scoring, one message at a time"),
         Row(f"3. label scoring, batches of {args.batch_size} sorted by length"),
         Row(f"4. served: batches + cached instruction prefix + label-row head"
             f"{' + merged LoRA' if not classifier.is_zero_shot else ''}"
-            f"{' + bf16' if settings.inference == 'bf16' else ''}"),
+            f"{_MODE_NAMES.get(mode, ', ' + mode)}"),
     ]
     # Warm-up, untimed: first calls allocate, and row 4 builds its prefix cache and merges its adapter.
     reference.generate(texts[0])

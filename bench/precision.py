@@ -5,7 +5,9 @@
 The default model with its shipped adapter (if any), served through the fast path (cached instruction
 prefix, label-row head, merged LoRA), in three precisions:
 
-- fp32: as loaded;
+- fp32: as loaded (``MODBOT_INFERENCE=fp32``; PyTorch's CPU GEMM is MKL's);
+- fp32-packed: ``MODBOT_INFERENCE=auto`` on the CPU, the default: a copy of the merged model whose linear
+  layers are packed once for oneDNN, the same fp32 arithmetic;
 - bf16: ``MODBOT_INFERENCE=bf16``, a bfloat16 copy of the merged model;
 - int8-dynamic: ``torch.ao.quantization.quantize_dynamic`` on every nn.Linear of the merged model
   (int8 weights, activations quantised per call), not offered as a setting unless it wins here.
@@ -80,15 +82,19 @@ def main(argv: list[str] | None = None) -> int:
     settings = ModelSettings.from_env()
     loaded = load_model(settings)
     fp32 = Classifier(loaded, batch_size=args.batch_size, inference="fp32")
+    # The other classifiers serve copies; this one merges its adapter into ``loaded`` in place (after warm-up),
+    # so int8 gets an unmerged model to copy from below, and then merges its own copy.
     ways = {
-        "fp32": Served(fp32),
-        "bf16": Served(Classifier(load_model(settings), batch_size=args.batch_size, inference="bf16")),
         "int8-dynamic": Int8Dynamic(loaded, fp32.prompts),
+        "fp32": Served(fp32),
+        "fp32-packed": Served(Classifier(loaded, batch_size=args.batch_size, inference="auto")),
+        "bf16": Served(Classifier(loaded, batch_size=args.batch_size, inference="bf16")),
     }
     print(f"model {fp32.model_name}, adapter {fp32.adapter_version}, {len(texts)} messages, "
           f"{torch.get_num_threads()} threads, {_cpu_name()}", file=sys.stderr)
     for way in ways.values():
         way.probabilities(texts[:2])  # warm-up: prefix caches, merges, first allocations
+    ways = {name: ways[name] for name in ("fp32", "fp32-packed", "bf16", "int8-dynamic")}
 
     order = sorted(range(len(texts)), key=lambda i: len(fp32.prompts.encode(texts[i])))
     seconds = dict.fromkeys(ways, 0.0)

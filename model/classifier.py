@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .config import INFERENCE_PRECISIONS, ModelSettings
-from .fast_path import PrefixScorer, supports_prefix_cache
+from .fast_path import PrefixScorer, can_pack_linears, pack_linears, supports_prefix_cache
 from .labels import LABELS
 from .loader import LoadedModel, load_model
 from .prompt import PromptBuilder, PromptIds, has_content
@@ -50,14 +50,21 @@ class Prediction:
 class Classifier:
     """Labels messages hate / offensive / neutral by scoring each label as the prompt's completion.
 
-    Serving is arranged on first use and whenever the model or adapter changes: a LoRA adapter on a
-    non-quantised base is merged into the weights (peft's ``merge_adapter``; ``set_model`` unmerges it
-    again, so the adapter stays available for swapping and training), ``inference="bf16"`` serves a
-    bfloat16 copy instead, and the instruction prefix's key/value cache is computed once for those weights.
+    Serving is arranged on first use and whenever the model or adapter changes, for a non-quantised base:
+
+    - ``inference="auto"`` on the CPU (for models up to PACK_LIMIT_BYTES of linear weights): a serving copy
+      with the LoRA adapter merged and the linear layers packed for oneDNN, the same fp32 arithmetic;
+    - ``"fp32"`` (and ``"auto"`` elsewhere): the loaded model, its LoRA adapter merged in place with peft's
+      ``merge_adapter``, unmerged again by ``set_model``;
+    - ``"bf16"``: a bfloat16 serving copy with the adapter merged.
+
+    The loaded model keeps its unmerged adapter for swapping and training in every case (after
+    ``set_model`` for ``"fp32"``). The instruction prefix's key/value cache is computed once for the
+    serving weights. A quantised base is served as loaded, its adapter unmerged.
     """
 
     def __init__(self, loaded: LoadedModel, batch_size: int = 16, max_message_tokens: int | None = None,
-                 inference: str = "fp32") -> None:
+                 inference: str = "auto") -> None:
         if inference not in INFERENCE_PRECISIONS:
             raise ValueError(f"inference must be one of {INFERENCE_PRECISIONS}, not {inference!r}")
         self.batch_size = batch_size
@@ -147,6 +154,26 @@ def _serving_key(loaded: LoadedModel) -> tuple:
     return (id(model), loaded.adapter_version, getattr(model, "active_adapter", None))
 
 
+# Packing copies the weights: above this much in linear layers, "auto" serves the loaded model as it is.
+PACK_LIMIT_BYTES = 2 * 1024**3
+
+
+def _body(model):
+    """The decoder stack of a (merged) transformers CausalLM, without its output head."""
+    return getattr(model, model.base_model_prefix)
+
+
+def _packable(model, device) -> bool:
+    import torch
+
+    if device.type != "cpu" or not can_pack_linears():
+        return False
+    linear = [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    if not linear or any(w.dtype != torch.float32 for w in linear):
+        return False
+    return sum(w.numel() * w.element_size() for w in linear) <= PACK_LIMIT_BYTES
+
+
 def _is_lora(model) -> bool:
     config = getattr(model, "active_peft_config", None)
     return config is not None and str(getattr(config, "peft_type", "")).upper().endswith("LORA")
@@ -168,6 +195,7 @@ class _Serving:
     pad_id: int
     device: object
     scorer: PrefixScorer | None
+    mode: str  # what ``inference`` came to: fp32, fp32-packed, bf16, or the quantisation as loaded
     merged_in_place: bool = False
 
     @classmethod
@@ -176,13 +204,21 @@ class _Serving:
 
         model = loaded.model
         merged_in_place = False
-        if loaded.quantization == "none":
-            if inference == "bf16":
-                # A copy, so that the loaded fp32 model (and its unmerged adapter) stays as it was.
+        if loaded.quantization != "none":
+            inference = loaded.quantization
+        else:
+            if inference == "auto":
+                inference = "fp32-packed" if _packable(model, loaded.device) else "fp32"
+            if inference in ("bf16", "fp32-packed"):
+                # A copy, so that the loaded model (and its unmerged adapter) stays as it was.
                 model = copy.deepcopy(model)
                 if _is_lora(model):
                     model = model.merge_and_unload()
-                model = model.to(torch.bfloat16).eval()
+                if inference == "bf16":
+                    model = model.to(torch.bfloat16)
+                else:
+                    pack_linears(_body(model))
+                model.eval()
             elif _is_lora(model) and not _is_merged(model):
                 model.merge_adapter()
                 merged_in_place = True
@@ -190,10 +226,11 @@ class _Serving:
         scorer = None
         if supports_prefix_cache(model):
             scorer = PrefixScorer(model, prompts.prefix, prompts.label_ids, pad_id, loaded.device)
+        merged = loaded.quantization == "none" and _is_lora(loaded.model)
         log.info("serving %s (adapter %s, %s%s) with %s, %d threads", loaded.model_name,
-                 loaded.adapter_version or ZERO_SHOT, inference, ", LoRA merged" if merged_in_place else "",
+                 loaded.adapter_version or ZERO_SHOT, inference, ", LoRA merged" if merged else "",
                  "the cached instruction prefix" if scorer else "full prompts", torch.get_num_threads())
-        return cls(key, model, prompts, pad_id, loaded.device, scorer, merged_in_place)
+        return cls(key, model, prompts, pad_id, loaded.device, scorer, inference, merged_in_place)
 
     def score(self, prompts: Sequence[PromptIds]):
         if self.scorer is not None and all(prompt.prefix == self.prompts.prefix for prompt in prompts):

@@ -87,7 +87,7 @@ def test_classifier_serves_through_the_prefix_cache(tiny_settings):
     torch.testing.assert_close(as_rows(predictions), expected, atol=1e-5, rtol=0)
 
 
-def test_lora_is_merged_for_serving_and_unmerged_on_swap(tiny_settings, tmp_path):
+def test_lora_is_merged_in_place_for_fp32_serving_and_unmerged_on_swap(tiny_settings, tmp_path):
     from peft.tuners.tuners_utils import BaseTunerLayer
 
     first_dir = make_lora_adapter(tiny_settings, tmp_path / "first", seed=1)
@@ -97,8 +97,9 @@ def test_lora_is_merged_for_serving_and_unmerged_on_swap(tiny_settings, tmp_path
     unmerged_expected = uncached_probabilities(first, builder, TEXTS)
     weights_before = {name: p.detach().clone() for name, p in first.model.named_parameters()}
 
-    classifier = Classifier(first)
+    classifier = Classifier(first, inference="fp32")
     predictions = classifier.classify(TEXTS)
+    assert classifier._serving.mode == "fp32" and classifier._serving.model is first.model
     lora_layers = [m for m in first.model.modules() if isinstance(m, BaseTunerLayer)]
     assert lora_layers and all(layer.merged for layer in lora_layers)
     torch.testing.assert_close(as_rows(predictions), unmerged_expected, atol=1e-5, rtol=0)
@@ -117,6 +118,30 @@ def test_lora_is_merged_for_serving_and_unmerged_on_swap(tiny_settings, tmp_path
     assert not torch.allclose(as_rows(swapped), as_rows(predictions), atol=1e-3)
 
 
+def test_auto_serves_a_merged_copy_with_packed_linear_layers(tiny_settings, tmp_path):
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    from model.fast_path import PackedLinear, can_pack_linears
+
+    assert can_pack_linears()  # the CPU build of torch that the project pins has the oneDNN kernels
+    adapter_dir = make_lora_adapter(tiny_settings, tmp_path / "adapter")
+    loaded = load_model(replace(tiny_settings, adapter=adapter_dir))
+    expected = uncached_probabilities(loaded, PromptBuilder(loaded.tokenizer), TEXTS)
+    classifier = Classifier(loaded)
+    predictions = classifier.classify(TEXTS)
+    serving = classifier._serving
+    assert serving.mode == "fp32-packed" and serving.scorer is not None
+    assert any(isinstance(m, PackedLinear) for m in serving.model.modules())
+    assert not any(isinstance(m, BaseTunerLayer) for m in serving.model.modules())  # merged into the copy
+    # The loaded model is untouched: still the unmerged adapter on plain linear layers.
+    assert not any(m.merged for m in loaded.model.modules() if isinstance(m, BaseTunerLayer))
+    assert not any(isinstance(m, PackedLinear) for m in loaded.model.modules())
+    torch.testing.assert_close(as_rows(predictions), expected, atol=1e-5, rtol=0)
+    # Alone or in a batch, the same.
+    alone = [classifier.classify([text])[0] for text in TEXTS]
+    torch.testing.assert_close(as_rows(alone), as_rows(predictions), atol=1e-5, rtol=0)
+
+
 def test_quantised_base_is_served_unmerged_through_the_cache(tiny_settings, tmp_path):
     from peft.tuners.tuners_utils import BaseTunerLayer
 
@@ -133,7 +158,7 @@ def test_quantised_base_is_served_unmerged_through_the_cache(tiny_settings, tmp_
 def test_bf16_serving_uses_a_copy_and_stays_close(tiny_settings, tmp_path):
     adapter_dir = make_lora_adapter(tiny_settings, tmp_path / "adapter")
     settings = replace(tiny_settings, adapter=adapter_dir)
-    fp32 = Classifier.from_settings(settings).classify(TEXTS)
+    fp32 = Classifier.from_settings(replace(settings, inference="fp32")).classify(TEXTS)
     classifier = Classifier.from_settings(replace(settings, inference="bf16"))
     bf16 = classifier.classify(TEXTS)
     assert next(classifier._serving.model.parameters()).dtype == torch.bfloat16
@@ -144,7 +169,7 @@ def test_bf16_serving_uses_a_copy_and_stays_close(tiny_settings, tmp_path):
 
 
 def test_inference_setting_is_read_and_checked():
-    assert ModelSettings.from_env({}).inference == "fp32"
+    assert ModelSettings.from_env({}).inference == "auto"
     assert ModelSettings.from_env({"MODBOT_INFERENCE": "BF16"}).inference == "bf16"
     with pytest.raises(ModelError, match="MODBOT_INFERENCE"):
         ModelSettings.from_env({"MODBOT_INFERENCE": "int4"})
@@ -158,6 +183,10 @@ def test_real_default_model_cached_scoring_equals_uncached(tmp_path):
     expected = uncached_probabilities(loaded, builder, TEXTS)
     torch.testing.assert_close(scorer_for(loaded, builder).score(tails(builder, TEXTS)).softmax(-1), expected,
                                atol=1e-4, rtol=0)
+    # As served by default on the CPU: linear layers packed for oneDNN, the same probabilities.
+    classifier = Classifier(loaded)
+    torch.testing.assert_close(as_rows(classifier.classify(TEXTS)), expected, atol=1e-4, rtol=0)
+    assert classifier._serving.mode == "fp32-packed"
     # Labels of several tokens in this tokenizer go through the exact path, with the cache too.
     multi = {"hate": builder._encode(" hate speech"), "offensive": builder._encode(" offensive"),
              "neutral": builder._encode(" neutral language here")}
