@@ -53,7 +53,7 @@ def row_from_metadata(meta: dict) -> dict:
         "f1_hate": round(val["per_class"]["hate"]["f1"], 4),
         "n": val["n"],
         "trainable_parameters": meta["trainable_parameters"],
-        "epochs": meta["hyperparameters"]["epochs"],
+        "epochs": 0 if meta["strategy"] == "few-shot" else len(meta["epochs"]),
         "best_epoch": meta["best_epoch"],
         "training_time_s": meta["training_time_s"],
         "peak_memory_mb": meta["peak_memory_mb"],
