@@ -9,6 +9,7 @@ import os
 import sys
 
 from model.errors import ModbotError
+from model.quiet import quiet_transformers
 
 # One module per subcommand (or group of related subcommands), registered in this order.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -39,19 +40,7 @@ def configure_logging(level_name: str | None) -> None:
     if not isinstance(level, int):
         raise ModbotError(f"Log level {level_name!r} is not valid: use DEBUG, INFO, WARNING or ERROR.")
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    quiet_libraries()
-
-
-def quiet_libraries() -> None:
-    """transformers' progress bars and advice are noise for a server owner."""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-    except ImportError:
-        pass
+    quiet_transformers()
 
 
 def main(argv: list[str] | None = None) -> int:

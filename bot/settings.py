@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from model import ModelSettings
+from model.config import int_setting
 from model.errors import ModbotError
 
 DEFAULT_DB = Path("modbot.sqlite3")
@@ -111,13 +112,7 @@ class Settings:
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a whole number (default {default}).") from None
+    return int_setting(env, name, default, error=SettingsError)
 
 
 def _path(env: Mapping[str, str], name: str) -> Path | None:

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ModelError
+from .errors import ModbotError, ModelError
 
 DEFAULT_MODEL = "smollm2-135m"
 
@@ -90,20 +90,23 @@ class ModelSettings:
             adapter=adapter,
             use_default_adapter=use_default,
             cache_dir=Path(cache).expanduser() if cache else default_cache_dir(),
-            max_message_tokens=_int_setting(env, "MODBOT_MAX_MESSAGE_TOKENS", 256),
-            batch_size=_int_setting(env, "MODBOT_BATCH_SIZE", 16),
+            max_message_tokens=int_setting(env, "MODBOT_MAX_MESSAGE_TOKENS", 256),
+            batch_size=int_setting(env, "MODBOT_BATCH_SIZE", 16),
             inference=env.get("MODBOT_INFERENCE", "").strip().lower() or "auto",
         )
 
 
-def _int_setting(env: Mapping[str, str], name: str, default: int) -> int:
+def int_setting(
+    env: Mapping[str, str], name: str, default: int, error: type[ModbotError] = ModelError
+) -> int:
+    """An integer environment variable; ``error`` (naming the variable) if it is not one."""
     raw = env.get(name, "").strip()
     if not raw:
         return default
     try:
         return int(raw)
     except ValueError:
-        raise ModelError(f"{name}={raw!r} is not a whole number (default {default}).") from None
+        raise error(f"{name}={raw!r} is not a whole number (default {default}).") from None
 
 
 def resolve_model_name(name: str) -> tuple[str, str]:

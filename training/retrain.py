@@ -39,6 +39,7 @@ from pathlib import Path
 from model.adapter import TRAINING_SET_FILE, read_adapter
 from model.errors import ModbotError
 from model.labels import LABELS, parse_label
+from model.quiet import quiet_transformers
 
 from .dataset import class_counts, merge_sources, text_key, to_jsonl
 from .errors import DataError, TrainingError
@@ -448,14 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--echo", action="store_true", help="also print each progress line on standard error")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _on_sigterm)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-    except ImportError:
-        pass
+    quiet_transformers()
     spec = None
     try:
         spec = JobSpec.read(args.spec)
