@@ -1,10 +1,18 @@
-"""Quieting transformers for people who run modbot: its progress bars and advice are noise to them."""
+"""Quieting libraries for people who run modbot: progress bars, deprecation advice and optional-kernel
+notices from transformers, peft and bitsandbytes are noise to a server owner."""
 
+import logging
 import os
+import warnings
 
 
 def quiet_transformers() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # bitsandbytes looks for an optional faster 4-bit CPU kernel package and warns when it is absent;
+    # 4-bit still works without it.
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+    # peft calls a transformers method that transformers 5 renamed; harmless until transformers 6.
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     try:
         from transformers.utils import logging as hf_logging
     except ImportError:
