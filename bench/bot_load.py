@@ -45,10 +45,10 @@ How each figure is measured (all in wall-clock time, ``time.perf_counter()``):
   prediction.
 
 The 2 cores of the machine may be shared: the load average at the start and the end is recorded beside
-the figures. torch runs with the threads it is given (``--threads`` to change it), and OMP_WAIT_POLICY is
-left as the environment gives it, as in the bot's own process (``modbot run`` does not set it); it is
-recorded, and it matters: with OpenMP's default, torch's idle threads spin and fight the event loop and
-everything else for the 2 cores (compare a run under ``OMP_WAIT_POLICY=PASSIVE``).
+the figures. torch runs with the threads it is given (``--threads`` to change it). OMP_WAIT_POLICY is what the bot's
+own process gets: PASSIVE, set by ``model`` on import unless the environment sets it (it is recorded; with
+OpenMP's spinning default the idle torch threads fight the event loop for the 2 cores: compare a run under
+``OMP_WAIT_POLICY=ACTIVE``).
 """
 
 from __future__ import annotations

@@ -32,16 +32,13 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-# OpenMP threads that spin while waiting steal the CPU from each other and from everything else on a busy
-# machine (here: 2 shared cores, 2 torch threads, other jobs running): 4x slower in our measurements.
-# Must be set before torch loads its OpenMP runtime; OMP_WAIT_POLICY=ACTIVE in the environment overrides it.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import torch  # noqa: E402
-
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+# `model` first: it sets OMP_WAIT_POLICY=PASSIVE (unless set) before torch loads its OpenMP runtime.
+import model as _sets_omp_wait_policy  # noqa: E402, F401, I001  # isort: split
+import torch  # noqa: E402
 
 from model import Classifier, ModelSettings, load_model  # noqa: E402
 from model.labels import LABELS  # noqa: E402

@@ -23,18 +23,17 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as in bench/classify.py, before torch loads OpenMP
-
-import torch  # noqa: E402
-
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+# `model` first: it sets OMP_WAIT_POLICY=PASSIVE (unless set) before torch loads its OpenMP runtime.
+import model as _sets_omp_wait_policy  # noqa: E402, F401, I001  # isort: split
+import torch  # noqa: E402
 
 from bench.classify import DEFAULT_DATA, QUICK_MESSAGES, _cpu_name, read_messages  # noqa: E402
 from model import Classifier, ModelSettings, load_model  # noqa: E402

@@ -46,12 +46,12 @@ import threading
 import time
 from pathlib import Path
 
-# As in bench/classify.py: idle OpenMP threads must not spin on a shared machine. Before torch loads.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+# Before torch loads (lazily, below): `model` sets OMP_WAIT_POLICY=PASSIVE unless the environment sets it.
+import model as _sets_omp_wait_policy  # noqa: E402, F401
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "seed_train.csv"
 RESULTS = REPO / "bench" / "results" / "train.json"

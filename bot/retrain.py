@@ -368,8 +368,6 @@ async def _launch(conn, settings: Settings, version: storage.AdapterVersion, act
     if settings.retrain_threads:
         env["OMP_NUM_THREADS"] = str(settings.retrain_threads)
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
-    # Spinning OpenMP threads would take CPU from the serving classifier while they wait (see bench/).
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     log_file = job_dir / "job.log"
     command = [sys.executable, "-m", "training.retrain", "--spec", str(spec_file.resolve())]
     if echo:
