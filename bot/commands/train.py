@@ -1,4 +1,4 @@
-"""`modbot train`, `modbot eval` and `modbot compare`: make an adapter, measure one, compare strategies."""
+"""`modbot train`, `modbot eval`, `modbot compare` and `modbot soup`: make, measure, compare and average adapters."""
 
 from __future__ import annotations
 
@@ -51,6 +51,19 @@ def register(subparsers) -> None:
                          help="reuse strategies already finished under --out instead of training them again")
     _training_options(compare)
     compare.set_defaults(handler=run_compare)
+
+    soup = subparsers.add_parser("soup", help="average several LoRA adapters of one base model into one",
+                                 description="Average the weight changes of LoRA adapters trained on the same base "
+                                             "model (e.g. on different samples or seeds) into one adapter that "
+                                             "serves as fast as any single one.")
+    soup.add_argument("adapters", type=Path, nargs="+", metavar="ADAPTER", help="adapter directories (two or more)")
+    soup.add_argument("--out", type=Path, required=True, help="adapter directory to write")
+    soup.add_argument("--version", help="version name recorded in the metadata (default soup-TIMESTAMP)")
+    soup.add_argument("--eval-on", type=Path, action="append", default=[],
+                      help="labelled file to measure the soup on (eval_<name>.json is written; repeatable)")
+    soup.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    soup.add_argument("--threads", type=int, help="CPU threads for torch (default: all cores)")
+    soup.set_defaults(handler=run_soup)
 
 
 def _data_options(parser) -> None:
@@ -173,6 +186,25 @@ def run_compare(args: argparse.Namespace) -> int:
     rows = compare(base, strategies, args.out, resume=args.resume, echo=_echo)
     print(markdown_table(rows))
     print(json.dumps(rows))
+    return 0
+
+
+def run_soup(args: argparse.Namespace) -> int:
+    from model import ModelSettings
+    from training.soup import evaluate_soup, make_soup
+
+    for path in args.eval_on:
+        if not path.is_file():
+            from training.errors import TrainingError
+
+            raise TrainingError(f"--eval-on {path}: no such file.")
+    make_soup(args.adapters, args.out, version=args.version, overwrite=args.overwrite, echo=_echo)
+    if args.eval_on:
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        evaluate_soup(args.out, args.eval_on, ModelSettings.from_env(), echo=_echo)
     return 0
 
 
