@@ -36,6 +36,9 @@ from .errors import TrainingError
 
 # What every member must share for the average to mean anything (and to load on one base).
 _SAME_METADATA = ("base_model", "base_fingerprint", "template_id", "labels", "quantization", "max_message_tokens")
+# What the soup's metadata keeps of each member's.
+_MEMBER_RECORD = ("hyperparameters", "data", "epochs", "best_epoch", "evaluations", "training_time_s",
+                  "peak_memory_mb", "peak_memory_kind", "soup_of")
 # Stored in half precision: the soup's rank is the members' ranks summed, and fp16 halves the file for a
 # rounding error (about 1e-3 of each entry) far below what changes a label. PEFT loads it into fp32.
 STORAGE_DTYPE = torch.float16
@@ -143,9 +146,10 @@ def _metadata(members: Sequence[Member], rank: int, version: str, training_examp
         "version": version,
         **{key: first.get(key) for key in keep},
         "few_shot_examples": [],
+        # Each member's own record: how it was trained and how it measured on its own.
         "soup_of": [{"version": m.info.version, "path": str(m.info.path), "lora_r": m.config["r"],
                      "lora_alpha": m.config["lora_alpha"],
-                     "training_examples": m.info.metadata.get("data", {}).get("counts", {}).get("train")}
+                     **{key: m.info.metadata.get(key) for key in _MEMBER_RECORD}}
                     for m in members],
         # The members' recipe, not the soup's rank: a retrain from this adapter trains one adapter that way.
         "hyperparameters": {key: value for key, value in (first.get("hyperparameters") or {}).items()
@@ -181,6 +185,7 @@ def evaluate_soup(out: Path, files: Sequence[Path], settings, echo=print, batch_
         metrics = evaluate(loaded.model, classifier.prompts, merge_sources([path]).examples,
                            loaded.tokenizer.pad_token_id, loaded.device, batch_size, name)
         artifacts.write_json(out / f"eval_{name}.json", metrics)
+        artifacts.plot_confusion(out / f"confusion_{name}.png", metrics, f"{name}: accuracy {metrics['accuracy']:.3f}")
         echo(f"{name}:\n{format_metrics(metrics)}")
         results[name] = metrics
     return results

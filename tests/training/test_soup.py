@@ -103,6 +103,10 @@ def test_modbot_soup_writes_a_measured_adapter(members, tiny_model_dir, tmp_path
     report = json.loads((out / "eval_toy_val.json").read_text())
     assert report["n"] == len(read_examples(first.val[0])) and 0 <= report["accuracy"] <= 1
 
+    assert (out / "confusion_toy_val.png").stat().st_size > 0
+    members = json.loads((out / METADATA_FILE).read_text())["soup_of"]
+    assert all(m["epochs"] and m["training_time_s"] > 0 and m["data"]["counts"]["train"] for m in members)
+
     assert main(["soup", str(first.out), str(second.out), "--out", str(out)]) == 2
     assert "already exists" in capsys.readouterr().err
 
