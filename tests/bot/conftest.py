@@ -48,7 +48,9 @@ class KeywordClassifier:
 
 @pytest.fixture
 def settings(tmp_path, tiny_settings) -> Settings:
-    return Settings(db_path=tmp_path / "modbot.sqlite3", model=tiny_settings, batch_wait_ms=2)
+    # The adapter registry in the test's own directory, not ./adapters of the checkout.
+    return Settings(db_path=tmp_path / "modbot.sqlite3", model=tiny_settings, batch_wait_ms=2,
+                    adapter_dir=tmp_path / "adapters")
 
 
 @pytest.fixture

@@ -133,7 +133,7 @@ async def test_demo_runs_the_script_through_the_real_bot(tmp_path, tiny_settings
 
     from .conftest import KeywordClassifier
 
-    settings = Settings(db_path=tmp_path / "demo.sqlite3", model=tiny_settings)
+    settings = Settings(db_path=tmp_path / "demo.sqlite3", model=tiny_settings, adapter_dir=tmp_path / "adapters")
     script = [("neutral", "good morning"), ("offensive", "you idiot"), ("neutral", "this idiot boss fight")]
     await demo._demo(settings, KeywordClassifier(), script)
     out = capsys.readouterr().out

@@ -17,7 +17,8 @@ def real_classifier():
 
 @pytest.fixture
 def settings(tmp_path, real_classifier):
-    return Settings(db_path=tmp_path / "modbot.sqlite3", model=ModelSettings(device="cpu", quantization="none"))
+    return Settings(db_path=tmp_path / "modbot.sqlite3", model=ModelSettings(device="cpu", quantization="none"),
+                    adapter_dir=tmp_path / "adapters")
 
 
 @pytest.fixture
