@@ -45,3 +45,12 @@ def evaluate(model, prompts: PromptBuilder, examples: Sequence[Example], pad_id:
     metrics = classification_metrics(gold, predicted)
     metrics["loss"] = sum(losses) / len(losses) if losses else None
     return metrics
+
+
+def evaluate_sets(classifier, sets: dict[str, Sequence[Example] | None], batch_size: int = 32) -> dict[str, dict | None]:
+    """``evaluate`` on each named set with a loaded `model.Classifier` (a set given as None stays None)."""
+    loaded = classifier.loaded
+    return {name: None if examples is None else
+            evaluate(loaded.model, classifier.prompts, examples, loaded.tokenizer.pad_token_id, loaded.device,
+                     batch_size, name)
+            for name, examples in sets.items()}

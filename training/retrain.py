@@ -354,7 +354,6 @@ def run_job(spec: JobSpec, echo: Callable[[str], None] | None = None) -> dict:
     import torch
 
     from . import recipe
-    from .evaluate import evaluate
 
     if spec.threads:
         torch.set_num_threads(spec.threads)
@@ -382,7 +381,8 @@ def run_job(spec: JobSpec, echo: Callable[[str], None] | None = None) -> dict:
     finally:
         recipe.tqdm = original_bar
     progress("evaluating", adapter="candidate")
-    evaluations = recipe.final_evaluations(run, lambda line: None)
+    # A member that joins the soup is measured as part of the soup, not on its own.
+    evaluations = {} if joins_soup else recipe.final_evaluations(run, lambda line: None)
     metadata = recipe.describe(run, history, evaluations, time.perf_counter() - started)
     metadata["retrain"] = {"parent": active_info.version, "parent_path": str(spec.active_adapter),
                            "data": prepared.summary}
@@ -390,22 +390,20 @@ def run_job(spec: JobSpec, echo: Callable[[str], None] | None = None) -> dict:
     del run
     gc.collect()
     if joins_soup:
+        from . import artifacts
         from .soup import make_soup
 
-        progress("evaluating", adapter="candidate")
-        soup_metadata = make_soup([spec.active_adapter, args.out], spec.out, version=spec.version,
-                                  extra={"retrain": metadata["retrain"]}, echo=lambda line: None)
-        evaluations = evaluate_adapter(spec, prepared, evaluate, adapter=spec.out)
+        make_soup([spec.active_adapter, args.out], spec.out, version=spec.version,
+                  extra={"retrain": metadata["retrain"]}, echo=lambda line: None)
+        evaluations = evaluate_adapter(spec, prepared, adapter=spec.out)
         for name, result in evaluations.items():
             if result is not None:
-                _write_atomically(spec.out / f"eval_{name}.json", json.dumps(result, indent=2) + "\n")
-        metadata = {**soup_metadata, "training_time_s": metadata["training_time_s"],
-                    **{k: metadata.get(k) for k in ("peak_memory_mb", "peak_memory_kind")}}
+                artifacts.write_json(spec.out / f"eval_{name}.json", result)
     _write_atomically(spec.out / RETRAIN_VAL_FILE, prepared.val_file.read_text(encoding="utf-8"))
     candidate = {"gold": evaluations["gold"], "heldout": evaluations.get("heldout")}
 
     progress("evaluating", adapter="active")
-    active = evaluate_adapter(spec, prepared, evaluate)
+    active = evaluate_adapter(spec, prepared)
     promote, reasons = gate(candidate, active, spec.max_f1_drop)
     result = {
         "status": "completed",
@@ -425,26 +423,20 @@ def run_job(spec: JobSpec, echo: Callable[[str], None] | None = None) -> dict:
     return result
 
 
-def evaluate_adapter(spec: JobSpec, prepared: Prepared, evaluate, adapter: Path | None = None) -> dict:
+def evaluate_adapter(spec: JobSpec, prepared: Prepared, adapter: Path | None = None) -> dict:
     """An adapter (the active one by default) on the gold set and the held-out corrections, as `modbot eval`
     scores."""
     from model import Classifier, ModelSettings
+
+    from .evaluate import evaluate_sets
 
     settings = ModelSettings(model=spec.model, quantization=spec.quantization,
                              device=(spec.options or {}).get("device", spec.device),
                              adapter=adapter or spec.active_adapter,
                              **({"cache_dir": spec.cache_dir} if spec.cache_dir else {}))
-    classifier = Classifier.from_settings(settings)
-    loaded = classifier.loaded
-    results = {}
-    for name, path in (("gold", prepared.gold_file), ("heldout", prepared.heldout_file)):
-        if path is None:
-            results[name] = None
-            continue
-        examples = read_examples(path)
-        results[name] = evaluate(loaded.model, classifier.prompts, examples, loaded.tokenizer.pad_token_id,
-                                 loaded.device, 32, name)
-    return results
+    files = {"gold": prepared.gold_file, "heldout": prepared.heldout_file}
+    return evaluate_sets(Classifier.from_settings(settings),
+                         {name: None if path is None else read_examples(path) for name, path in files.items()})
 
 
 def _figures(metrics: dict) -> dict:

@@ -12,7 +12,6 @@ on the default model it measured better than any of its members (README, "The sh
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,13 +35,13 @@ from .errors import TrainingError
 
 # What every member must share for the average to mean anything (and to load on one base).
 _SAME_METADATA = ("base_model", "base_fingerprint", "template_id", "labels", "quantization", "max_message_tokens")
+_SAME_PEFT = ("peft_type", "target_modules", "bias", "modules_to_save", "task_type")
 # What the soup's metadata keeps of each member's.
 _MEMBER_RECORD = ("hyperparameters", "data", "epochs", "best_epoch", "evaluations", "training_time_s",
                   "peak_memory_mb", "peak_memory_kind", "soup_of")
 # Stored in half precision: the soup's rank is the members' ranks summed, and fp16 halves the file for a
 # rounding error (about 1e-3 of each entry) far below what changes a label. PEFT loads it into fp32.
 STORAGE_DTYPE = torch.float16
-_SAME_PEFT = ("peft_type", "target_modules", "bias", "modules_to_save", "task_type")
 
 
 @dataclass(frozen=True)
@@ -87,8 +86,8 @@ def check_members(members: Sequence[Member]) -> None:
     for member in members[1:]:
         for key in _SAME_METADATA:
             if member.info.metadata.get(key) != first.info.metadata.get(key):
-                raise TrainingError(f"{member.info.path} and {first.info.path} differ in {key}: a soup's "
-                                    "adapters must share the base model, quantization, template and labels.")
+                raise TrainingError(f"{member.info.path} and {first.info.path} differ in {key}: a soup's adapters "
+                                    "must share the base model, quantization, template, labels and message budget.")
         for key in _SAME_PEFT:
             if _normalised(member.config.get(key)) != _normalised(first.config.get(key)):
                 raise TrainingError(f"{member.info.path} and {first.info.path} differ in {key} "
@@ -159,8 +158,7 @@ def _metadata(members: Sequence[Member], rank: int, version: str, training_examp
         "total_parameters": first.get("total_parameters"),
         "data": {"training_examples": training_examples,
                  "member_sources": [m.info.metadata.get("data", {}).get("sources", []) for m in members]},
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "created_unix": int(time.time()),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),  # as training records it
     }
 
 
@@ -168,24 +166,19 @@ def _normalised(value):
     return sorted(value) if isinstance(value, list) else value
 
 
-def evaluate_soup(out: Path, files: Sequence[Path], settings, echo=print, batch_size: int = 32) -> dict[str, dict]:
+def evaluate_soup(out: Path, files: Sequence[Path], settings, echo=print) -> dict[str, dict]:
     """Measure the soup on each labelled file and write ``eval_<name>.json`` beside it, as training does."""
     from dataclasses import replace
 
     from model.classifier import Classifier
 
-    from .evaluate import evaluate
+    from .evaluate import evaluate_sets
     from .metrics import format_metrics
 
     classifier = Classifier.from_settings(replace(settings, adapter=out, use_default_adapter=False))
-    loaded = classifier.loaded
-    results = {}
-    for path in files:
-        name = Path(path).stem
-        metrics = evaluate(loaded.model, classifier.prompts, merge_sources([path]).examples,
-                           loaded.tokenizer.pad_token_id, loaded.device, batch_size, name)
+    results = evaluate_sets(classifier, {Path(path).stem: merge_sources([path]).examples for path in files})
+    for name, metrics in results.items():
         artifacts.write_json(out / f"eval_{name}.json", metrics)
         artifacts.plot_confusion(out / f"confusion_{name}.png", metrics, f"{name}: accuracy {metrics['accuracy']:.3f}")
         echo(f"{name}:\n{format_metrics(metrics)}")
-        results[name] = metrics
     return results

@@ -148,10 +148,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from training.metrics import format_metrics
 
     merged = merge_sources(args.data)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
     settings = ModelSettings.from_env()
     overrides = {"adapter": args.adapter} if args.adapter else {}
     if args.zero_shot:
@@ -191,21 +188,24 @@ def run_compare(args: argparse.Namespace) -> int:
 
 def run_soup(args: argparse.Namespace) -> int:
     from model import ModelSettings
+    from training.errors import TrainingError
     from training.soup import evaluate_soup, make_soup
 
-    for path in args.eval_on:
-        if not path.is_file():
-            from training.errors import TrainingError
-
-            raise TrainingError(f"--eval-on {path}: no such file.")
+    missing = [path for path in args.eval_on if not path.is_file()]
+    if missing:  # before the soup is written, not after
+        raise TrainingError(f"--eval-on {missing[0]}: no such file.")
     make_soup(args.adapters, args.out, version=args.version, overwrite=args.overwrite, echo=_echo)
     if args.eval_on:
-        if args.threads:
-            import torch
-
-            torch.set_num_threads(args.threads)
+        _set_threads(args.threads)
         evaluate_soup(args.out, args.eval_on, ModelSettings.from_env(), echo=_echo)
     return 0
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def _echo(line: str) -> None:

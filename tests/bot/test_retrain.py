@@ -359,14 +359,13 @@ async def test_scheduled_retraining_runs_when_due_and_posts_the_verdict_in_the_r
     assert env.bot.service.adapter_version == "v2"
 
 
-def test_modbot_retrain_runs_the_same_job_from_the_shell(monkeypatch, tmp_path, tiny_model_dir, first_adapter, capsys):
-    from bot.cli import main
-
+def _shell_setup(monkeypatch, tmp_path, tiny_model_dir, first_adapter, corrections: list[dict]) -> Path:
+    """A database holding ``corrections`` and the environment `modbot retrain` reads, in ``tmp_path``."""
     db_path = tmp_path / "modbot.sqlite3"
 
     async def seed():
         conn = await storage.open_database(db_path)
-        await add_corrections(conn, make_examples({"hate": 22}, seed=9))
+        await add_corrections(conn, corrections)
         await conn.close()
 
     asyncio.run(seed())
@@ -376,6 +375,14 @@ def test_modbot_retrain_runs_the_same_job_from_the_shell(monkeypatch, tmp_path, 
                         "MODBOT_ADAPTER_DIR": str(tmp_path / "adapters"), "MODBOT_RETRAIN_THREADS": "1",
                         "MODBOT_CACHE_DIR": str(tmp_path / "cache")}.items():
         monkeypatch.setenv(name, value)
+    return db_path
+
+
+def test_modbot_retrain_runs_the_same_job_from_the_shell(monkeypatch, tmp_path, tiny_model_dir, first_adapter, capsys):
+    from bot.cli import main
+
+    db_path = _shell_setup(monkeypatch, tmp_path, tiny_model_dir, first_adapter,
+                           make_examples({"hate": 22}, seed=9))
     assert main(["retrain", "--json"]) == 0
     out, err = capsys.readouterr()
     assert out.startswith("version 2: active: gold macro-F1") and "training: epoch" in err
@@ -403,20 +410,7 @@ def test_a_job_prepared_here_runs_on_another_machine_and_is_finished_here(monkey
 
     from bot.cli import main
 
-    db_path = tmp_path / "modbot.sqlite3"
-
-    async def seed():
-        conn = await storage.open_database(db_path)
-        await add_corrections(conn, make_examples({"hate": 21}, seed=10))
-        await conn.close()
-
-    asyncio.run(seed())
-    monkeypatch.chdir(tmp_path)
-    for name, value in {"MODBOT_DB": str(db_path), "MODBOT_MODEL": str(tiny_model_dir), "MODBOT_DEVICE": "cpu",
-                        "MODBOT_QUANTIZATION": "none", "MODBOT_ADAPTER": str(first_adapter),
-                        "MODBOT_ADAPTER_DIR": str(tmp_path / "adapters"), "MODBOT_RETRAIN_THREADS": "1",
-                        "MODBOT_CACHE_DIR": str(tmp_path / "cache")}.items():
-        monkeypatch.setenv(name, value)
+    _shell_setup(monkeypatch, tmp_path, tiny_model_dir, first_adapter, make_examples({"hate": 21}, seed=10))
     assert main(["retrain", "--prepare", "job"]) == 0
     assert capsys.readouterr().out.startswith("prepared version 2 (from version 1, 21 corrections)")
     assert main(["retrain"]) == 2  # the prepared job holds the slot

@@ -134,6 +134,7 @@ def test_a_retrain_from_a_soup_joins_the_new_adapter_to_it(members, tiny_model_d
     assert meta["soup_rank"] == 12 + 4  # the active soup's rank plus one adapter of its first member's recipe
     assert meta["retrain"]["parent"] == "shipped-soup"
     assert (spec.out / "retrain_val.jsonl").is_file() and (spec.out / "eval_gold.json").is_file()
+    assert not (job / "member" / "eval_gold.json").exists()  # the member is measured only as part of the soup
     trained = {e.text for e in read_examples(spec.out / TRAINING_SET_FILE)}
     assert {e.text for e in read_examples(active / TRAINING_SET_FILE)} <= trained
     assert any(c["text"] in trained for c in corrections)
