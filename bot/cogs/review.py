@@ -20,6 +20,9 @@ from ..bot import ModBot
 log = logging.getLogger(__name__)
 
 REFUSED = "You need the Manage Messages permission to review messages."
+UNKNOWN_FLAG = "This flag is not in this server's records."
+# A custom id can be forged; an id beyond SQLite's integer would make the lookup raise, not miss.
+MAX_FLAG_ID = 2**63 - 1
 
 
 class Review(commands.Cog):
@@ -44,9 +47,9 @@ class Review(commands.Cog):
         if interaction.guild is None or not interaction.permissions.manage_messages:
             await interaction.response.send_message(REFUSED, ephemeral=True)
             return
-        flag = await storage.get_flag(self.bot.db, flag_id)
+        flag = await storage.get_flag(self.bot.db, flag_id) if 0 < flag_id <= MAX_FLAG_ID else None
         if flag is None or flag.guild_id != interaction.guild.id:
-            await interaction.response.send_message("This flag is not in this server's records.", ephemeral=True)
+            await interaction.response.send_message(UNKNOWN_FLAG, ephemeral=True)
             return
         if choice == "change":
             await interaction.response.edit_message(

@@ -121,3 +121,18 @@ async def test_label_message_refuses_messages_without_text_or_from_bots(env, ser
     result = await server.mod.context_menu(server.modlog, "Label message", card)
     assert result.ephemeral and result.response.content == "Messages from bots are not classified."
     assert await storage.count_corrections(env.bot.db) == 0
+
+
+async def test_a_forged_flag_id_too_large_for_sqlite_is_refused_like_an_unknown_one(env, server):
+    # A modified client can send any custom id; here the forged button sits on a message in #mod-log.
+    # 19 digits match the button's template but not SQLite's 64-bit integer.
+    forged = "modbot:review:9999999999999999999:confirm"
+    view = discord.ui.View(timeout=None)
+    view.add_item(discord.ui.Button(label="Forged", custom_id=forged))
+    message = await env.bot.get_channel(server.modlog.id).send("a card", view=view)
+
+    result = await server.mod.click(message, custom_id=forged)
+    assert result.ephemeral
+    assert result.response.content == "This flag is not in this server's records."
+    assert env.errors == []
+    assert await storage.count_corrections(env.bot.db) == 0
