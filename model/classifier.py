@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 
 from .config import INFERENCE_PRECISIONS, ModelSettings
 from .fast_path import PrefixScorer, can_pack_linears, pack_linears, supports_prefix_cache
-from .labels import LABELS
+from .labels import LABELS, most_severe
 from .loader import LoadedModel, load_model
-from .prompt import PromptBuilder, PromptIds, has_content
+from .prompt import DEFAULT_MAX_WINDOWS, PromptBuilder, PromptIds, normalize_message
 from .scoring import label_log_likelihoods
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,8 @@ class Prediction:
     model: str
     adapter_version: str
     skipped: bool = False  # nothing to classify: no model call was made
-    truncated: bool = False  # the message was longer than the token budget
+    truncated: bool = False  # some part of the message was not read (see PromptBuilder.encode_windows)
+    windows: int = 1  # parts the message was read in; the most severe one gave the label
     extra: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -44,6 +45,7 @@ class Prediction:
             "adapter_version": self.adapter_version,
             "skipped": self.skipped,
             "truncated": self.truncated,
+            "windows": self.windows,
         }
 
 
@@ -64,10 +66,11 @@ class Classifier:
     """
 
     def __init__(self, loaded: LoadedModel, batch_size: int = 16, max_message_tokens: int | None = None,
-                 inference: str = "auto") -> None:
+                 inference: str = "auto", max_windows: int = DEFAULT_MAX_WINDOWS) -> None:
         if inference not in INFERENCE_PRECISIONS:
             raise ValueError(f"inference must be one of {INFERENCE_PRECISIONS}, not {inference!r}")
         self.batch_size = batch_size
+        self.max_windows = max_windows
         self.inference = inference
         self._max_message_tokens = max_message_tokens
         self._lock = threading.Lock()
@@ -77,7 +80,7 @@ class Classifier:
     @classmethod
     def from_settings(cls, settings: ModelSettings) -> Classifier:
         return cls(load_model(settings), batch_size=settings.batch_size, max_message_tokens=settings.max_message_tokens,
-                   inference=settings.inference)
+                   inference=settings.inference, max_windows=settings.max_windows)
 
     def set_model(self, loaded: LoadedModel) -> None:
         """Serve another loaded model or adapter from now on; the previous one is left unmerged."""
@@ -106,24 +109,37 @@ class Classifier:
         return self.loaded.adapter is None
 
     def classify(self, texts: Sequence[str | None]) -> list[Prediction]:
-        """One Prediction per text, in order. Texts with nothing in them are skipped (neutral, no model call)."""
+        """One Prediction per text, in order. Texts with nothing in them are skipped (neutral, no model call).
+
+        A text longer than the token budget is read in overlapping windows (all of them batched with the
+        other texts' prompts); the most severe window gives its label and probabilities.
+        """
         with self._lock:
             results: list[Prediction | None] = [None] * len(texts)
-            pending = []
+            window_rows: dict[int, list[list[float]]] = {}
+            pending: list[tuple[int, PromptIds]] = []
             for index, text in enumerate(texts):
-                if not has_content(text):
+                message = normalize_message(text) if text else ""
+                if not message:
                     results[index] = self._skipped()
-                else:
-                    pending.append((index, self.prompts.encode(text)))
+                    continue
+                windows = self.prompts.encode_windows(message, self.max_windows, normalized=True)
+                window_rows[index] = []
+                pending += [(index, window) for window in windows]
             # Similar lengths share a batch, so less of each batch is padding.
             pending.sort(key=lambda item: len(item[1]))
-            serving = self._serving_for_current_model()
+            truncated: set[int] = set()
+            serving = self._serving_for_current_model() if pending else None
             for start in range(0, len(pending), self.batch_size):
                 chunk = pending[start : start + self.batch_size]
                 scores = serving.score([prompt for _, prompt in chunk])
-                probabilities = scores.softmax(dim=-1).tolist()
-                for (index, prompt), row in zip(chunk, probabilities, strict=True):
-                    results[index] = self._prediction(row, truncated=prompt.truncated)
+                for (index, prompt), row in zip(chunk, scores.softmax(dim=-1).tolist(), strict=True):
+                    window_rows[index].append(row)
+                    if prompt.truncated:
+                        truncated.add(index)
+            for index, rows in window_rows.items():
+                row = rows[most_severe(rows)]
+                results[index] = self._prediction(row, truncated=index in truncated, windows=len(rows))
             return results  # type: ignore[return-value]
 
     def _serving_for_current_model(self) -> _Serving:
@@ -139,10 +155,11 @@ class Classifier:
             self._serving.release()
             self._serving = None
 
-    def _prediction(self, row: Sequence[float], truncated: bool) -> Prediction:
+    def _prediction(self, row: Sequence[float], truncated: bool, windows: int = 1) -> Prediction:
         probabilities = {label: float(p) for label, p in zip(LABELS, row, strict=True)}
         label = max(probabilities, key=probabilities.__getitem__)
-        return Prediction(label, probabilities, self.model_name, self.adapter_version, truncated=truncated)
+        return Prediction(label, probabilities, self.model_name, self.adapter_version, truncated=truncated,
+                          windows=windows)
 
     def _skipped(self) -> Prediction:
         probabilities = {label: 1.0 if label == "neutral" else 0.0 for label in LABELS}

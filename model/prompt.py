@@ -15,18 +15,24 @@ from __future__ import annotations
 
 import html
 import re
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .labels import LABELS
+from .normalize import respell, reveal
 
-# Recorded in every adapter's metadata; bump it whenever the text below changes.
-TEMPLATE_ID = "modbot-instruct-v1"
+# Recorded in every adapter's metadata; bump it whenever the text below, or what normalize_message does,
+# changes.
+TEMPLATE_ID = "modbot-instruct-v2"
 
+# docs/labels.md in short: the model is told the same rule the moderators and the training data follow.
 INSTRUCTION = (
-    "Classify the following message from a social media platform. "
-    "It might contain hate speech, offensive language, or neither. "
+    "Classify the following chat message. "
+    "hate: it attacks, dehumanises, threatens or excludes people because of race, ethnicity, national origin, "
+    "religion, caste, sex, gender identity, sexual orientation, disability or disease. "
+    "offensive: insults, harassment, threats or profanity without that. "
+    "neutral: everything else, including describing, belonging to, praising or asking about a group, "
+    "and quoting, reporting or condemning hate. "
     "Answer with exactly one of these categories: hate, offensive, neutral."
 )
 MESSAGE_MARKER = "Message:"
@@ -34,6 +40,14 @@ CUE = "Category:"
 
 DEFAULT_MAX_MESSAGE_TOKENS = 256
 TRUNCATION_MARK = " [...]"
+# A message longer than the budget is read in windows that overlap by half, so any sentence up to half
+# a window long lies whole in one of them. 128 windows of 64 tokens cover 4,000 characters of any
+# ordinary text (Discord's limit); beyond that the windows are spread over the message and it is marked
+# truncated.
+DEFAULT_MAX_WINDOWS = 128
+# Characters kept before tokenising (head and tail): five times Discord's limit, so tokenising a pasted
+# novel never costs more than classifying it.
+MAX_MESSAGE_CHARS = 20_000
 
 _DISCORD_USER = re.compile(r"<@!?\d+>")
 _DISCORD_ROLE = re.compile(r"<@&\d+>")
@@ -44,8 +58,6 @@ _DISCORD_SLASH = re.compile(r"</([\w -]+):\d+>")
 # Twitter/plain-text handles; our own placeholders and @everyone/@here are kept as they are.
 _HANDLE = re.compile(r"(?<![\w@])@(?!(?:user|role|everyone|here)\b)\w+")
 _URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
-# Characters that render as nothing and are used to slip words past filters.
-_INVISIBLE = re.compile("[\u00ad\u200b\u200c\u200e\u200f\u2060\ufeff]")
 _WHITESPACE = re.compile(r"\s+")
 # Our own markers, wherever they appear inside a message, lose their colon so that the model sees
 # exactly one "Message:" and one "Category:" per prompt.
@@ -55,7 +67,8 @@ _MARKERS = re.compile(r"\b(message|category)\s*:", re.IGNORECASE)
 def normalize_message(text: str) -> str:
     """Turn a raw Discord message or tweet into the single line the model reads.
 
-    Decodes HTML entities (tweets arrive as ``&amp;`` and ``&#128514;``), folds look-alike Unicode,
+    Decodes HTML entities (tweets arrive as ``&amp;`` and ``&#128514;``), undoes encoding tricks
+    (`model.normalize`: display order, invisible characters, look-alikes, spacing, leetspeak, stretching),
     replaces mentions, custom emoji and links with readable placeholders, collapses whitespace and
     defuses the prompt's own markers.
     """
@@ -64,8 +77,7 @@ def normalize_message(text: str) -> str:
         if decoded == text:
             break
         text = decoded
-    text = unicodedata.normalize("NFKC", text)
-    text = _INVISIBLE.sub("", text)
+    text = reveal(text)
     text = _DISCORD_ROLE.sub("@role", text)
     text = _DISCORD_USER.sub("@user", text)
     text = _DISCORD_CHANNEL.sub("#channel", text)
@@ -74,6 +86,7 @@ def normalize_message(text: str) -> str:
     text = _DISCORD_SLASH.sub(r"/\1", text)
     text = _URL.sub("[link]", text)
     text = _HANDLE.sub("@user", text)
+    text = respell(text)
     text = _WHITESPACE.sub(" ", text).strip()
     return _MARKERS.sub(lambda m: f"{m.group(1)} -", text)
 
@@ -144,12 +157,22 @@ class PromptBuilder:
     def _encode(self, text: str) -> tuple[int, ...]:
         return tuple(self.tokenizer(text, add_special_tokens=False).input_ids)
 
+    def _message_ids(self, message: str) -> tuple[tuple[int, ...], bool]:
+        """The normalised message's token ids, cut to MAX_MESSAGE_CHARS characters (head and tail) first."""
+        cut = len(message) > MAX_MESSAGE_CHARS
+        if cut:
+            message = message[: MAX_MESSAGE_CHARS * 3 // 4] + message[-MAX_MESSAGE_CHARS // 4 :]
+        return self._encode(f" {message}"), cut
+
     def encode(self, text: str) -> PromptIds:
-        """Tokenise one message into its prompt; a message over budget keeps its head and tail."""
+        """Tokenise one message into one prompt; a message over budget keeps its head and tail.
+
+        Training uses this (its examples are short); serving reads every part with `encode_windows`.
+        """
         budget = self.max_message_tokens
-        message = normalize_message(text)
         # Tokenising a 50,000-character message costs more than classifying it: cut characters first,
         # far above any budget (no token is shorter than one character).
+        message = normalize_message(text)
         max_chars = budget * 12
         if len(message) > max_chars:
             message = message[: max_chars * 3 // 4] + message[-max_chars // 4 :]
@@ -163,6 +186,26 @@ class PromptBuilder:
         tail = room - head
         cut = ids[:head] + self._truncation_mark + (ids[-tail:] if tail else ())
         return PromptIds(self.prefix, cut, self.suffix, truncated=True)
+
+    def encode_windows(self, text: str, max_windows: int = DEFAULT_MAX_WINDOWS,
+                       normalized: bool = False) -> list[PromptIds]:
+        """Every part of a message as prompts: one if it fits the budget, else windows overlapping by half.
+
+        ``truncated`` is set on every window when some part of the message was not read: more than
+        ``max_windows`` windows were needed (they are then spread evenly over it) or more than
+        MAX_MESSAGE_CHARS characters were given.
+        """
+        budget = self.max_message_tokens
+        ids, cut = self._message_ids(text if normalized else normalize_message(text))
+        if len(ids) <= budget:
+            return [PromptIds(self.prefix, ids, self.suffix, truncated=cut)]
+        stride = max(1, budget // 2)
+        last = len(ids) - budget
+        starts = list(range(0, last, stride)) + [last]
+        if len(starts) > max_windows:
+            cut = True
+            starts = [round(i * last / (max_windows - 1)) for i in range(max_windows)] if max_windows > 1 else [0]
+        return [PromptIds(self.prefix, ids[start:start + budget], self.suffix, truncated=cut) for start in starts]
 
     def encode_example(self, text: str, label: str) -> tuple[list[int], list[int]]:
         """Token ids and the loss labels of a training example: -100 everywhere but the completion."""

@@ -72,7 +72,7 @@ def test_long_message_truncated_to_budget_keeping_instruction_and_cue(tokenizer)
 
 def test_fifty_thousand_characters_is_handled(tokenizer):
     builder = PromptBuilder(tokenizer)
-    prompt = builder.encode("x" * 50_000)
+    prompt = builder.encode("ab" * 25_000)
     assert prompt.truncated and len(prompt.message) <= builder.max_message_tokens
 
 

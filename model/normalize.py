@@ -1,0 +1,202 @@
+"""Undoing the encoding tricks that hide words from a classifier, so the model reads what a member sees.
+
+Each rule below exists because a member can use it to make text *look* normal in Discord while the
+characters underneath are different. They run before tokenising, in training and in serving alike.
+The order matters: what a reader sees is decided first (bidi, invisible characters), then characters
+are folded to the letters they look like, then the spellings that stretch or split words are undone.
+
+Obfuscations that change the *letters* a reader sees (character swaps, deletions, most leetspeak) cannot
+be undone without guessing; the model learns those from obfuscated training examples
+(`training/augment.py`). The one leetspeak rule here only touches words that are plainly written in it.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+
+# Default_Ignorable_Code_Point (Unicode DerivedCoreProperties.txt) plus the bidi controls: code points that
+# render as nothing. Members put them between letters (k\u200dill) to split a word for the tokenizer.
+_DEFAULT_IGNORABLE = (
+    "\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e\u2060-\u206f"
+    "\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff"
+)
+_IGNORABLE = re.compile(f"[{_DEFAULT_IGNORABLE}]")
+# Blank characters that are not Unicode whitespace (Braille blank, Hangul fillers' cousins) read as a space.
+_BLANKS = re.compile("[\u2800\u3000\u1680\u2000-\u200a\u202f\u205f]")
+# Explicit overrides reorder the letters a member sees: U+202E followed by "tsixer" renders "rexist".
+_OVERRIDES = re.compile("[\u202d\u202e]")
+
+
+def resolve_overrides(text: str) -> str:
+    """The text in the order it is displayed, when it uses left-to-right or right-to-left overrides.
+
+    Only text with an override goes through the Unicode bidi algorithm (python-bidi, the Rust
+    unicode-bidi crate): ordinary right-to-left scripts keep their logical order, which is what a
+    language model reads.
+    """
+    if not _OVERRIDES.search(text):
+        return text
+    from bidi import get_display
+
+    return "\n".join(get_display(line) if _OVERRIDES.search(line) else line for line in text.split("\n"))
+
+
+def remove_invisible(text: str) -> str:
+    """Drop every character that renders as nothing: default-ignorable code points and format (Cf) characters."""
+    text = _IGNORABLE.sub("", text)
+    if not text.isascii():
+        text = "".join(ch for ch in text if ch.isascii() or unicodedata.category(ch) != "Cf")
+    return _BLANKS.sub(" ", text)
+
+
+def strip_latin_marks(text: str) -> str:
+    """Remove accents and stacked combining marks from Latin letters ("ìdìöt", zalgo text).
+
+    Accents are a cheap way to make a word unknown to the tokenizer while it reads the same; English
+    loses nothing without them.
+    """
+    if text.isascii():
+        return text
+    out: list[str] = []
+    for ch in unicodedata.normalize("NFD", text):
+        if unicodedata.combining(ch) and out and (out[-1].isascii() and out[-1].isalpha()):
+            continue  # a mark on an ASCII letter (its base already emitted)
+        out.append(ch)
+    return unicodedata.normalize("NFC", "".join(out))
+
+
+@lru_cache(maxsize=1)
+def _latin_lookalikes() -> dict[str, str]:
+    """Non-ASCII character -> the ASCII letter it is confusable with, from Unicode TR39's confusables table.
+
+    The table is the one maintained by the confusable_homoglyphs package (generated from Unicode's
+    confusables.txt); only single characters whose prototype is one ASCII letter are kept.
+    """
+    from confusable_homoglyphs.confusables import confusables_data
+
+    mapping: dict[str, str] = {}
+    for char, glyphs in confusables_data.items():
+        if len(char) != 1 or char.isascii():
+            continue
+        for glyph in glyphs:
+            target = glyph.get("c", "")
+            if len(target) == 1 and target.isascii() and target.isalpha():
+                mapping[char] = target
+                break
+    return mapping
+
+
+_WORD = re.compile(r"\S+")
+
+
+def map_lookalikes(text: str) -> str:
+    """Fold letters of other scripts that look Latin (Cyrillic "а", Greek "ο") into Latin, word by word.
+
+    A word is folded when it mixes Latin letters with look-alikes, or when every non-Latin letter in it
+    has a Latin look-alike (a whole word spelled in look-alikes). A word genuinely written in Cyrillic or
+    Greek has letters without one and is left alone.
+    """
+    if text.isascii():
+        return text
+    table = _latin_lookalikes()
+
+    def fold(match: re.Match) -> str:
+        word = match.group(0)
+        if word.isascii():
+            return word
+        letters = [ch for ch in word if ch.isalpha()]
+        foreign = [ch for ch in letters if not ch.isascii()]
+        has_latin = len(foreign) < len(letters)
+        if not foreign or not (has_latin or all(ch in table for ch in foreign)):
+            return word
+        return "".join(table.get(ch, ch) for ch in word)
+
+    return _WORD.sub(fold, text)
+
+
+# Letters spelled out with one separator between them: "k i l l", "k.i.l.l", "k-i-l-l", "k*i*l*l".
+# With spaces, four letters or more ("u r a" is ordinary chat), or three once the message has used the
+# trick on a longer word ("f u c k  y o u"); with other separators, three or more.
+_SPACED_4 = re.compile(r"(?<![\w])(?:[A-Za-z] ){3,}[A-Za-z](?![\w])")
+_SPACED_3 = re.compile(r"(?<![\w])(?:[A-Za-z] ){2,}[A-Za-z](?![\w])")
+_DOTTED = re.compile(r"(?<![\w.\-_*])(?:[A-Za-z]([.\-_*]))(?:[A-Za-z]\1){1,}[A-Za-z](?![\w])")
+
+
+def join_spaced_letters(text: str) -> str:
+    """Join words spelled out letter by letter, which the tokenizer would read as separate letters.
+
+    Words separated by two or more spaces stay separate ("f u c k  y o u" -> "fuck you").
+    """
+    joined = _SPACED_4.sub(lambda m: m.group(0).replace(" ", ""), text)
+    if joined != text:
+        joined = _SPACED_3.sub(lambda m: m.group(0).replace(" ", ""), joined)
+    return _DOTTED.sub(lambda m: m.group(0).replace(m.group(1), ""), joined)
+
+
+_LEET = {"4": "a", "@": "a", "3": "e", "1": "i", "!": "i", "0": "o", "5": "s", "$": "s", "7": "t"}
+_LEET_TOKEN = re.compile(r"[A-Za-z0-9@$!]+")
+
+
+def undo_leetspeak(text: str) -> str:
+    """Read digits and symbols as the letters they stand for, in words plainly written in leetspeak.
+
+    A token qualifies when it has at least two letters, a substitute character *between* two of its
+    letters ("1d10t", "h4t3", "b!tch") and no digit that is not a substitute; then every substitute in it
+    is read ("h4t3" -> "hate"). Numbers, versions and names with a number only at an end ("ps5",
+    "covid19", "4k", "2nd") and ids with other digits are left alone.
+    """
+
+    def fold(match: re.Match) -> str:
+        token = match.group(0)
+        letter_positions = [i for i, ch in enumerate(token) if ch.isalpha()]
+        if len(letter_positions) < 2 or any(ch.isdigit() and ch not in _LEET for ch in token):
+            return token
+        if "@" in token and text[match.end():match.end() + 1] == ".":
+            return token  # an e-mail address
+        inside = token[letter_positions[0]:letter_positions[-1]]
+        if not any(ch in _LEET for ch in inside):
+            return token
+        return "".join(_LEET.get(ch, ch) for ch in token)
+
+    return _LEET_TOKEN.sub(fold, text)
+
+
+# Letters that double in English words keep two ("gooood" -> "good", "killlll" -> "kill"); the others
+# keep one ("fuuuuck" -> "fuck", "shiiiit" -> "shit").
+_DOUBLING = set("bcdefglmnoprstz")
+_STRETCHED = re.compile(r"([A-Za-z])\1{2,}")
+
+
+def squeeze_stretched(text: str) -> str:
+    """Shorten a letter repeated three times or more, which stretches a word past the tokenizer's vocabulary."""
+
+    def squeeze(match: re.Match) -> str:
+        letter = match.group(1)
+        return letter * (2 if letter.lower() in _DOUBLING else 1)
+
+    return _STRETCHED.sub(squeeze, text)
+
+
+def reveal(text: str) -> str:
+    """The characters a member sees: display order, nothing invisible, compatibility forms folded."""
+    text = resolve_overrides(text)
+    text = remove_invisible(text)
+    # Fullwidth, mathematical bold/italic/script, circled and other compatibility letters are the same
+    # letters to a reader; NFKC folds them (and ligatures, superscripts) into plain ones.
+    return unicodedata.normalize("NFKC", text)
+
+
+def respell(text: str) -> str:
+    """Words spelled the way the model knows them: no accents, no look-alikes, no spacing, leet or stretching."""
+    text = strip_latin_marks(text)
+    text = map_lookalikes(text)
+    text = join_spaced_letters(text)
+    text = undo_leetspeak(text)
+    return squeeze_stretched(text)
+
+
+def normalize_text(text: str) -> str:
+    """Every rule above, in order."""
+    return respell(reveal(text))
