@@ -31,6 +31,7 @@ class TrainArgs:
     test_per_class: int | None = None  # hold out a balanced test split of `data`, measured at the end
     # What is trained.
     strategy: str = "all"
+    init_adapter: Path | None = None  # start from this LoRA adapter's weights (same base model) instead of fresh ones
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.05
@@ -81,6 +82,8 @@ class TrainArgs:
                                                 self.max_steps)),
              "--per-class, --val-per-class, --test-per-class and --max-steps must be 1 or more."),
             (self.threads is None or self.threads >= 1, "--threads must be 1 or more."),
+            (self.init_adapter is None or self.strategy in ("attention", "all"),
+             "--init-adapter needs a LoRA strategy (attention or all)."),
         ]
         for ok, message in checks:
             if not ok:
@@ -89,4 +92,7 @@ class TrainArgs:
     def hyperparameters(self) -> dict:
         """What the metadata records: everything but the paths, which the data section describes."""
         skip = {"data", "out", "val", "eval_on", "exclude", "cache_dir", "overwrite", "threads"}
-        return {key: value for key, value in asdict(self).items() if key not in skip}
+        values = {key: value for key, value in asdict(self).items() if key not in skip}
+        if values["init_adapter"] is not None:
+            values["init_adapter"] = str(values["init_adapter"])
+        return values

@@ -5,8 +5,9 @@ Formats, told apart by extension and header or keys:
 * **Davidson CSV** (the Hate Speech and Offensive Language dataset's own layout), header
   ``[index,]count,hate_speech,offensive_language,neither,class,tweet``; ``class`` 0 = hate,
   1 = offensive, 2 = neither (neutral). A leading unnamed index column is allowed.
-* **Text/label CSV**: a header with ``text`` and ``label`` columns, in any order (others ignored).
-  Labels are ``hate``, ``offensive``, ``neutral`` (``neither`` is accepted for neutral).
+* **Text/label CSV**: a header with ``text`` and ``label`` columns, in any order (others ignored but an
+  optional ``category``, which `modbot eval --by category` reports on). Labels are ``hate``,
+  ``offensive``, ``neutral`` (``neither`` is accepted for neutral).
 * **Prompt/completion JSONL** (the reference experiment's and OpenAI fine-tuning files), one object
   a line: ``{"prompt": "<message>", "completion": " hate"}``. A trailing separator that such files
   put after the message (``\\n\\n###\\n\\n``, ``->``, ``Category:``) is removed, and if the prompt is
@@ -49,6 +50,7 @@ class Example:
     label: str
     source: str = ""
     line: int = 0
+    category: str = ""  # an evaluation file's category column (``modbot eval --by category``)
 
 
 def read_examples(path: Path | str) -> list[Example]:
@@ -87,6 +89,7 @@ def _read_csv(path: Path, raw: str) -> Iterator[Example]:
             f"columns, or the Davidson layout ({','.join(DAVIDSON_COLUMNS)}).",
             line=1,
         )
+    category_col = header.index("category") if "category" in header else None
     last_line = reader.line_num
     for row in reader:
         start, last_line = last_line + 1, reader.line_num  # a quoted field may span several lines
@@ -102,7 +105,8 @@ def _read_csv(path: Path, raw: str) -> Iterator[Example]:
                                       "(offensive) and 2 (neither).", line=start)
         else:
             label = _label(path, start, value)
-        yield Example(row[text_col], label, str(path), start)
+        category = row[category_col].strip() if category_col is not None and category_col < len(row) else ""
+        yield Example(row[text_col], label, str(path), start, category)
 
 
 def _read_jsonl(path: Path, raw: str) -> Iterator[Example]:
@@ -129,7 +133,8 @@ def _read_jsonl(path: Path, raw: str) -> Iterator[Example]:
             )
         if not isinstance(text, str):
             raise DataError(path, "the message text is not a string.", line=number)
-        yield Example(text, label, str(path), number)
+        category = record.get("category")
+        yield Example(text, label, str(path), number, category if isinstance(category, str) else "")
 
 
 def _message_from_prompt(prompt: str) -> str:

@@ -86,13 +86,31 @@ def setup(args: TrainArgs, echo) -> Run:
         if args.strategy == "few-shot" else []
     prompts = PromptBuilder(loaded.tokenizer, max_message_tokens=args.max_message_tokens,
                             examples=[(e.text, e.label) for e in few_shot])
+    if args.init_adapter is not None:
+        check_init_adapter(args.init_adapter, loaded)
+        echo(f"starting from the weights of {args.init_adapter}")
     model = apply_strategy(loaded.model, args.strategy, args.lora_r, args.lora_alpha, args.lora_dropout,
                            quantized=loaded.quantization in ("8bit", "4bit"),
-                           gradient_checkpointing=args.gradient_checkpointing)
+                           gradient_checkpointing=args.gradient_checkpointing, init_adapter=args.init_adapter)
     trainable, total = parameter_counts(model)
     echo(f"{loaded.model_name} ({loaded.quantization}) on {loaded.device}, strategy {args.strategy}: "
          f"{trainable:,} trainable parameters of {total:,} ({100 * trainable / total:.3f}%)")
     return Run(args, splits, loaded, model, prompts, few_shot, trainable, total)
+
+
+def check_init_adapter(path: Path, loaded) -> None:
+    """--init-adapter must be a LoRA adapter of this very base model; TrainingError says why not."""
+    from model.adapter import read_adapter
+    from model.errors import ModelError
+
+    try:
+        info = read_adapter(path)
+    except ModelError as exc:
+        raise TrainingError(f"--init-adapter {path}: {exc}") from None
+    if info.strategy not in ("attention", "all"):
+        raise TrainingError(f"--init-adapter {path}: a {info.strategy!r} adapter has no LoRA weights to start from.")
+    if info.base_fingerprint and loaded.fingerprint and info.base_fingerprint != loaded.fingerprint:
+        raise TrainingError(f"--init-adapter {path}: it was trained on another base model ({info.base_model}).")
 
 
 def pick_few_shot(train: list[Example], tokenizer, k: int, seed: int, max_tokens: int = 40) -> list[Example]:

@@ -62,8 +62,12 @@ def target_modules(model, strategy: str) -> list[str]:
 
 
 def apply_strategy(model, strategy: str, lora_r: int, lora_alpha: int, lora_dropout: float, quantized: bool,
-                   gradient_checkpointing: bool):
-    """Make ``model`` trainable as ``strategy`` asks; returns the model to train (PEFT-wrapped for LoRA)."""
+                   gradient_checkpointing: bool, init_adapter=None):
+    """Make ``model`` trainable as ``strategy`` asks; returns the model to train (PEFT-wrapped for LoRA).
+
+    ``init_adapter``, a LoRA adapter directory, starts training from its weights (its rank, alpha and
+    target modules) instead of a fresh LoRA: a new adapter that keeps what an earlier one learned.
+    """
     if quantized:
         from peft import prepare_model_for_kbit_training
 
@@ -75,6 +79,14 @@ def apply_strategy(model, strategy: str, lora_r: int, lora_alpha: int, lora_drop
     if strategy == "1d":
         for param in model.parameters():
             param.requires_grad_(param.ndim == 1 and param.is_floating_point())
+        return model
+    if init_adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
+        for param in model.parameters():
+            if param.requires_grad and param.dtype != torch.float32:
+                param.data = param.data.float()  # a soup stores its factors in fp16; train them in fp32
         return model
     if strategy in ("attention", "all"):
         from peft import LoraConfig, get_peft_model

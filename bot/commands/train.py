@@ -37,6 +37,9 @@ def register(subparsers) -> None:
     evaluate.add_argument("--zero-shot", action="store_true", help="measure the base model without any adapter")
     evaluate.add_argument("--batch-size", type=int, default=32, help="messages per forward pass (default 32)")
     evaluate.add_argument("--threads", type=int, help="CPU threads for torch (default: all cores)")
+    evaluate.add_argument("--by", choices=("category",),
+                          help="also report accuracy per category (a `category` column or key in --data) and "
+                               "which way each category's errors go")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object on the last line")
     evaluate.set_defaults(handler=run_eval)
 
@@ -93,6 +96,9 @@ def _training_options(parser) -> None:
     group.add_argument("--decay", choices=DECAYS, default="cosine", help="after warm-up (default cosine, to 10%%)")
     group.add_argument("--weight-decay", type=float, default=0.0, help="default 0")
     group.add_argument("--optimizer", choices=OPTIMIZERS, default="adam8bit", help="default adam8bit")
+    group.add_argument("--init-adapter", type=Path,
+                       help="start from this LoRA adapter's weights (same base model; its rank and targets) "
+                            "instead of a fresh LoRA")
     group.add_argument("--lora-r", type=int, default=8, help="LoRA rank (default 8)")
     group.add_argument("--lora-alpha", type=int, default=16, help="LoRA alpha (default 16)")
     group.add_argument("--lora-dropout", type=float, default=0.05, help="LoRA dropout (default 0.05)")
@@ -161,10 +167,18 @@ def run_eval(args: argparse.Namespace) -> int:
     _echo(f"{loaded.model_name} with adapter {classifier.adapter_version} on {len(merged.examples)} messages: "
           f"{format_counts(class_counts(merged.examples))}")
     metrics = evaluate(loaded.model, classifier.prompts, merged.examples, loaded.tokenizer.pad_token_id,
-                       loaded.device, args.batch_size)
+                       loaded.device, args.batch_size, keep_predictions=bool(args.by))
     metrics = {"model": loaded.model_name, "adapter": classifier.adapter_version,
                "data": [str(path) for path in args.data], **metrics}
     print(format_metrics(metrics))
+    if args.by:
+        from training.evaluate import by_category, format_by_category
+
+        if not any(example.category for example in merged.examples):
+            _echo("note: --by category: the data has no category column; every message is in one group.")
+        metrics["by_category"] = by_category(merged.examples, metrics.pop("predicted"))
+        print()
+        print(format_by_category(metrics["by_category"]))
     if args.json:
         print(json.dumps(metrics))
     return 0
