@@ -51,7 +51,7 @@ class ModelSettings:
     max_message_tokens: int = 256
     batch_size: int = 16
     inference: str = "auto"
-    max_windows: int = 128  # a long message is read in at most this many windows (model.prompt)
+    max_windows: int = 64  # a long message is read in at most this many windows (model.prompt)
 
     def __post_init__(self) -> None:
         if not self.model.strip():
@@ -70,7 +70,7 @@ class ModelSettings:
             raise ModelError(f"MODBOT_BATCH_SIZE={self.batch_size} is not valid: use a whole number of 1 or more.")
         if self.max_windows < 1:
             raise ModelError(f"MODBOT_MAX_WINDOWS={self.max_windows} is not valid: use a whole number of 1 or more "
-                             "(default 128).")
+                             "(default 64).")
         if self.max_message_tokens < 8:
             raise ModelError(
                 f"MODBOT_MAX_MESSAGE_TOKENS={self.max_message_tokens} is too small: use 8 or more (default 256)."
@@ -97,7 +97,7 @@ class ModelSettings:
             max_message_tokens=int_setting(env, "MODBOT_MAX_MESSAGE_TOKENS", 256),
             batch_size=int_setting(env, "MODBOT_BATCH_SIZE", 16),
             inference=env.get("MODBOT_INFERENCE", "").strip().lower() or "auto",
-            max_windows=int_setting(env, "MODBOT_MAX_WINDOWS", 128),
+            max_windows=int_setting(env, "MODBOT_MAX_WINDOWS", 64),
         )
 
 

@@ -124,14 +124,22 @@ _SPACED_3 = re.compile(r"(?<![\w])(?:[A-Za-z] ){2,}[A-Za-z](?![\w])")
 _DOTTED = re.compile(r"(?<![\w.\-_*])(?:[A-Za-z]([.\-_*]))(?:[A-Za-z]\1){1,}[A-Za-z](?![\w])")
 
 
+def _join(match: re.Match) -> str:
+    run = match.group(0)
+    # "a" and "i" are words of their own: "you are a l o s e r", "i h a t e you".
+    if run[0] in "aAiI" and len(run) >= 9:
+        return run[:2] + run[2:].replace(" ", "")
+    return run.replace(" ", "")
+
+
 def join_spaced_letters(text: str) -> str:
     """Join words spelled out letter by letter, which the tokenizer would read as separate letters.
 
     Words separated by two or more spaces stay separate ("f u c k  y o u" -> "fuck you").
     """
-    joined = _SPACED_4.sub(lambda m: m.group(0).replace(" ", ""), text)
+    joined = _SPACED_4.sub(_join, text)
     if joined != text:
-        joined = _SPACED_3.sub(lambda m: m.group(0).replace(" ", ""), joined)
+        joined = _SPACED_3.sub(_join, joined)
     return _DOTTED.sub(lambda m: m.group(0).replace(m.group(1), ""), joined)
 
 

@@ -41,10 +41,11 @@ CUE = "Category:"
 DEFAULT_MAX_MESSAGE_TOKENS = 256
 TRUNCATION_MARK = " [...]"
 # A message longer than the budget is read in windows that overlap by half, so any sentence up to half
-# a window long lies whole in one of them. 128 windows of 64 tokens cover 4,000 characters of any
-# ordinary text (Discord's limit); beyond that the windows are spread over the message and it is marked
-# truncated.
-DEFAULT_MAX_WINDOWS = 128
+# a window long lies whole in one of them. 64 windows of 64 tokens read 4,000 characters of ordinary
+# text (Discord's limit, about 1,000 tokens) with that overlap, and up to 4,096 tokens with less; beyond
+# that (4,000 emoji or CJK characters) the windows are spread over the message and it is marked
+# truncated, so one message never costs more than 64 windows (bench/long_messages.py).
+DEFAULT_MAX_WINDOWS = 64
 # Characters kept before tokenising (head and tail): five times Discord's limit, so tokenising a pasted
 # novel never costs more than classifying it.
 MAX_MESSAGE_CHARS = 20_000
@@ -189,20 +190,24 @@ class PromptBuilder:
 
     def encode_windows(self, text: str, max_windows: int = DEFAULT_MAX_WINDOWS,
                        normalized: bool = False) -> list[PromptIds]:
-        """Every part of a message as prompts: one if it fits the budget, else windows overlapping by half.
+        """Every part of a message as prompts: one if it fits the budget, else windows overlapping by half
+        (by less, when half-overlapping windows would be more than ``max_windows``).
 
-        ``truncated`` is set on every window when some part of the message was not read: more than
-        ``max_windows`` windows were needed (they are then spread evenly over it) or more than
-        MAX_MESSAGE_CHARS characters were given.
+        ``truncated`` is set on every window when some part of the message was not read: even windows
+        without overlap would be more than ``max_windows`` (they are then spread evenly over it), or more
+        than MAX_MESSAGE_CHARS characters were given.
         """
         budget = self.max_message_tokens
         ids, cut = self._message_ids(text if normalized else normalize_message(text))
         if len(ids) <= budget:
             return [PromptIds(self.prefix, ids, self.suffix, truncated=cut)]
-        stride = max(1, budget // 2)
         last = len(ids) - budget
-        starts = list(range(0, last, stride)) + [last]
-        if len(starts) > max_windows:
+        # Half-overlapping windows; when that needs more than max_windows, the overlap shrinks (down to
+        # none) before any token goes unread.
+        stride = max(1, budget // 2, -(-last // (max_windows - 1))) if max_windows > 1 else last + budget
+        if stride <= budget:
+            starts = list(range(0, last, stride)) + [last]
+        else:
             cut = True
             starts = [round(i * last / (max_windows - 1)) for i in range(max_windows)] if max_windows > 1 else [0]
         return [PromptIds(self.prefix, ids[start:start + budget], self.suffix, truncated=cut) for start in starts]

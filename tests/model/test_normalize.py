@@ -1,0 +1,79 @@
+"""Normalisation against encoding tricks: each rule undoes what a member can hide, and leaves ordinary text alone."""
+
+from __future__ import annotations
+
+import pytest
+
+from model.normalize import (
+    join_spaced_letters,
+    map_lookalikes,
+    normalize_text,
+    remove_invisible,
+    resolve_overrides,
+    squeeze_stretched,
+    undo_leetspeak,
+)
+from model.prompt import normalize_message
+
+
+@pytest.mark.parametrize("separator", ["\u200d", "\u200b", "\u2063", "\u00ad", "\u2060", "\ufeff", "\u180e",
+                                       "\U000e0041", "\ufe0f", "\u034f"])
+def test_invisible_characters_between_letters_are_removed(separator):
+    assert remove_invisible(separator.join("vermin")) == "vermin"
+
+
+def test_right_to_left_override_reads_as_displayed():
+    hidden = "\u202e" + "they are vermin"[::-1] + "\u202c"
+    assert normalize_text(hidden) == "they are vermin"
+    assert normalize_text("hi \u202e" + "you idiot"[::-1] + "\u202c ok") == "hi you idiot ok"
+    # Genuine right-to-left text without an override keeps its logical order.
+    assert resolve_overrides("שלום friends") == "שלום friends"
+
+
+@pytest.mark.parametrize("spoofed", ["\u0456d\u0456\u043et",  # Cyrillic i, i, o
+                                     "id\u03b9ot",  # Greek iota
+                                     "\uff49\uff44\uff49\uff4f\uff54",  # fullwidth
+                                     "\U0001d422\U0001d41d\U0001d422\U0001d428\U0001d42d",  # mathematical bold
+                                     "\u00ecd\u00ee\u00f6t",  # accents
+                                     "i\u0336d\u0336i\u0336o\u0336t"])  # combining strokes
+def test_look_alike_letters_fold_into_latin(spoofed):
+    assert normalize_text(spoofed) == "idiot"
+
+
+def test_words_genuinely_in_another_script_stay_as_written():
+    assert map_lookalikes("привет мир") == "привет мир"
+    assert normalize_text("Здравствуйте, как дела") == "Здравствуйте, как дела"
+
+
+def test_spaced_out_letters_are_joined_but_chat_abbreviations_are_not():
+    assert join_spaced_letters("you are a l o s e r") == "you are a loser"
+    assert join_spaced_letters("f u c k  y o u") == "fuck  you"
+    assert join_spaced_letters("i h a t e you") == "i hate you"
+    assert join_spaced_letters("k.i.l.l yourself") == "kill yourself"
+    assert join_spaced_letters("u r a legend") == "u r a legend"
+    assert join_spaced_letters("e.g. the U.S. team") == "e.g. the U.S. team"
+
+
+def test_leetspeak_is_read_only_in_words_written_in_it():
+    assert undo_leetspeak("you 1d10t, 1 h4t3 y0u") == "you idiot, 1 hate you"
+    assert undo_leetspeak("b!tch") == "bitch"
+    for kept in ("ps5", "covid19", "mp3", "2nd", "4k", "h2o", "1v1", "a@b.com", "@user"):
+        assert undo_leetspeak(kept) == kept
+
+
+def test_stretched_letters_are_squeezed():
+    assert squeeze_stretched("fuuuuuck shiiiit") == "fuck shit"
+    assert squeeze_stretched("so gooooood, killllll it") == "so good, kill it"
+    assert squeeze_stretched("good book") == "good book"
+
+
+def test_ordinary_messages_are_unchanged():
+    for text in ("have a nice day!", "meeting at 10:30, bring the 2nd draft", "café crème and naïve art",
+                 "lol that was wild", "I'm a trans woman and proud of it"):
+        assert normalize_message(text) == normalize_text(text).strip()
+    assert normalize_message("have a nice day!") == "have a nice day!"
+    assert normalize_message("I'm a trans woman and proud of it") == "I'm a trans woman and proud of it"
+
+
+def test_everything_invisible_is_nothing_to_classify():
+    assert normalize_message("\u200b\u200d\u2063\ufeff \u202e\u202c") == ""

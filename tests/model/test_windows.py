@@ -1,0 +1,104 @@
+"""Long messages are read in overlapping windows; the most severe window decides."""
+
+from __future__ import annotations
+
+import pytest
+from transformers import AutoTokenizer
+
+from model import Classifier, ModelSettings
+from model.labels import most_severe
+from model.prompt import PromptBuilder
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_model_dir):
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+def test_windows_cover_every_token_and_overlap_by_half(tokenizer):
+    builder = PromptBuilder(tokenizer, max_message_tokens=16)
+    text = " ".join(f"w{i}" for i in range(60))
+    windows = builder.encode_windows(text)
+    all_ids = builder._encode(" " + text)
+    assert len(all_ids) > 16 and len(windows) > 2
+    assert all(len(w.message) == 16 and w.prefix == builder.prefix and w.suffix == builder.suffix for w in windows)
+    assert not any(w.truncated for w in windows)
+    # Consecutive windows share half a window, and together they are the whole message.
+    stride = 8
+    for i, window in enumerate(windows[:-1]):
+        assert window.message == tuple(all_ids[i * stride:i * stride + 16])
+    assert windows[-1].message == tuple(all_ids[-16:])
+
+
+def test_a_short_message_is_one_window(tokenizer):
+    builder = PromptBuilder(tokenizer, max_message_tokens=64)
+    assert builder.encode_windows("hello there") == [builder.encode("hello there")]
+
+
+def test_too_many_windows_are_spread_over_the_message_and_marked_truncated(tokenizer):
+    builder = PromptBuilder(tokenizer, max_message_tokens=16)
+    text = " ".join(f"w{i}" for i in range(2000))
+    windows = builder.encode_windows(text, max_windows=5)
+    all_ids = builder._encode(" " + text)
+    assert len(windows) == 5 and all(w.truncated for w in windows)
+    assert windows[0].message == tuple(all_ids[:16]) and windows[-1].message == tuple(all_ids[-16:])
+
+
+def test_most_severe_window_decides():
+    neutral, offensive, hate = [0.1, 0.1, 0.8], [0.1, 0.7, 0.2], [0.5, 0.3, 0.2]
+    assert most_severe([neutral, offensive, hate, neutral]) == 2
+    assert most_severe([neutral, offensive, [0.05, 0.9, 0.05]]) == 2
+    assert most_severe([[0.1, 0.1, 0.8], [0.2, 0.2, 0.6], [0.0, 0.1, 0.9]]) == 1  # the least neutral
+
+
+@pytest.fixture
+def tiny_classifier(tiny_settings):
+    return Classifier.from_settings(ModelSettings(**{**tiny_settings.__dict__, "max_message_tokens": 16}))
+
+
+def test_classifier_reads_long_messages_in_windows_and_reports_the_deciding_one(tiny_classifier):
+    clf = tiny_classifier
+    parts = ["good morning all", "the weather is nice today", "see you at the meeting later"] * 12
+    long_text = " ".join(parts)
+    windows = clf.prompts.encode_windows(long_text)
+    assert len(windows) > 3
+    [prediction] = clf.classify([long_text])
+    assert prediction.windows == len(windows) and not prediction.truncated
+    # The message's probabilities are exactly those of its most severe window, classified on its own.
+    from model.scoring import label_log_likelihoods
+
+    serving = clf._serving_for_current_model()
+    rows = serving.score(windows).softmax(-1).tolist()
+    expected = rows[most_severe(rows)]
+    for label, p in zip(("hate", "offensive", "neutral"), expected, strict=True):
+        assert prediction.probabilities[label] == pytest.approx(p, abs=1e-4)
+    assert label_log_likelihoods is not None
+
+
+def test_short_and_long_messages_share_batches_and_keep_their_order(tiny_classifier):
+    clf = tiny_classifier
+    texts = ["hi", "word " * 300, "", "another short one"]
+    batched = clf.classify(texts)
+    alone = [clf.classify([text])[0] for text in texts]
+    assert [p.windows for p in batched] == [p.windows for p in alone]
+    assert batched[2].skipped
+    for a, b in zip(batched, alone, strict=True):
+        assert a.label == b.label
+        for label in a.probabilities:
+            assert a.probabilities[label] == pytest.approx(b.probabilities[label], abs=1e-4)
+
+
+def test_overlap_shrinks_before_any_token_goes_unread(tokenizer):
+    builder = PromptBuilder(tokenizer, max_message_tokens=16)
+    text = " ".join(f"w{i}" for i in range(200))
+    all_ids = builder._encode(" " + text)
+    needed_without_overlap = -(-len(all_ids) // 16)
+    windows = builder.encode_windows(text, max_windows=needed_without_overlap + 1)
+    assert len(windows) <= needed_without_overlap + 1 and not any(w.truncated for w in windows)
+    covered = set()
+    position = 0
+    for window in windows:  # each window continues where the previous one's tokens are found
+        position = next(i for i in range(position, len(all_ids)) if tuple(all_ids[i:i + 16]) == window.message)
+        covered.update(range(position, position + 16))
+    assert covered == set(range(len(all_ids)))
+    assert len(builder.encode_windows(text, max_windows=1)) == 1
