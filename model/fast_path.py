@@ -106,14 +106,19 @@ class PrefixScorer:
         return out.last_hidden_state[:, -keep:, :]
 
     @torch.inference_mode()
-    def score(self, tails: Sequence[Sequence[int]]) -> torch.Tensor:
+    def score(self, tails: Sequence[Sequence[int]], exact: bool = False) -> torch.Tensor:
         """[len(tails), labels] label scores for prompts ``prefix + tail``; softmax over labels gives probabilities.
 
         ``tails`` are each prompt's tokens after the prefix (message and cue). With single-token labels
-        a row holds the labels' logits at the cue; otherwise the labels' summed log-probabilities.
+        a row holds the labels' logits at the cue; otherwise, or with ``exact`` (for a loss), the labels'
+        summed log-probabilities.
         """
         if any(not tail for tail in tails):
             raise ValueError("every prompt needs tokens after the shared prefix")
+        if self.single_token and exact:
+            hidden = self._hidden(tails, keep=1)[:, 0, :]
+            first = [ids[0] for ids in self.label_ids.values()]
+            return torch.log_softmax(self._head(hidden).float(), dim=-1)[:, first]
         if self.single_token:
             hidden = self._hidden(tails, keep=1)[:, 0, :]
             if self._rows is not None:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import torch
 from tqdm.auto import tqdm
 
+from model.fast_path import PrefixScorer, supports_prefix_cache
 from model.labels import LABELS, most_severe
 from model.prompt import PromptBuilder
 from model.scoring import label_log_likelihoods
@@ -32,12 +33,20 @@ def evaluate(model, prompts: PromptBuilder, examples: Sequence[Example], pad_id:
     windows = [(ids, number) for number, example in enumerate(examples)
                for ids in (prompt.ids for prompt in prompts.encode_windows(example.text))]
     windows.sort(key=lambda item: len(item[0]))
+    # The instruction prefix's keys and values once for the whole evaluation (the weights do not change
+    # during it), as the classifier serves: only each message and its cue run per example.
+    scorer = PrefixScorer(model, prompts.prefix, prompts.label_ids, pad_id, device) \
+        if supports_prefix_cache(model) else None
+    prefix_length = len(prompts.prefix)
     rows: list[list] = [[] for _ in examples]
     started = time.perf_counter()
     with tqdm(total=len(windows), desc=desc, unit="window", leave=False) as bar:
         for start in range(0, len(windows), batch_size):
             chunk = windows[start:start + batch_size]
-            scores = label_log_likelihoods(model, [ids for ids, _ in chunk], prompts.label_ids, pad_id, device)
+            if scorer is not None:
+                scores = scorer.score([ids[prefix_length:] for ids, _ in chunk], exact=True)
+            else:
+                scores = label_log_likelihoods(model, [ids for ids, _ in chunk], prompts.label_ids, pad_id, device)
             for row, (_, number) in zip(scores.float().cpu(), chunk, strict=True):
                 rows[number].append(row)
             bar.update(len(chunk))
