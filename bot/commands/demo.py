@@ -2,7 +2,8 @@
 
 An admin sets the review channel with /mod setup, members send the script in bot/data/demo_messages.txt,
 the bot labels every message and posts review cards, and a moderator reviews each card with the real
-buttons, correcting the ones the script says the bot got wrong. No token, no network.
+buttons, correcting the ones the script says the bot got wrong, then reports the messages the bot missed
+with the "Label message" menu. The script's labels follow docs/labels.md. No token, no network.
 """
 
 from __future__ import annotations
@@ -103,6 +104,7 @@ async def _demo(settings, classifier, script: list[tuple[str, str]]) -> None:
 
             print("Messages in #general, as the bot labelled them:")
             expected_by_flag: dict[int, str] = {}
+            missed = []
             for index, (expected, text) in enumerate(script):
                 author = authors[index % len(authors)]
                 message = await author.send(general, text)
@@ -113,6 +115,8 @@ async def _demo(settings, classifier, script: list[tuple[str, str]]) -> None:
                 print(f"  {author.name:<6} {prediction.label:<9} {probabilities}  | {text}{note}")
                 if flag:
                     expected_by_flag[flag.id] = expected
+                elif expected != "neutral":
+                    missed.append((message, expected))
 
             cards = [m for m in modlog.history() if m.embeds]
             print(f"\nReview cards posted in #mod-log: {len(cards)}")
@@ -131,10 +135,20 @@ async def _demo(settings, classifier, script: list[tuple[str, str]]) -> None:
                 print(f'  flag #{flag_id}: presses "{button}" -> stored {after.decision.label} ({what}); '
                       f"the card now reads: {_names(_field(modlog, card.id, 'Decision'), names, env)}")
 
+            print('\nMessages the bot did not flag that a moderator would: mo reports each with the "Label message" '
+                  "menu (right-click the message > Apps):")
+            if not missed:
+                print("  none this time: the bot flagged every message the script marks hate or offensive.")
+            for message, expected in missed:
+                shown = await moderator.context_menu(general, "Label message", message)
+                await moderator.click(shown.response, label=expected.capitalize())
+                print(f'  "{message.content}": presses "{expected.capitalize()}" -> '
+                      f"{shown.response.content.replace('**', '')}")
+
             print("\nCorrections stored (training data for the next adapter; `modbot corrections export` writes "
                   "them as JSONL):")
             async for correction in storage.corrections(bot.db):
-                print(f"  {correction.label:<9} (bot: {correction.predicted:<9}) by @{names[correction.moderator_id]}"
+                print(f"  {correction.label:<9} (bot: {correction.predicted or '-':<9}) by @{names[correction.moderator_id]}"
                       f"  | {correction.text}")
             stats = bot.service.stats()
             print(f"\nClassified {stats.classified} messages in {stats.batches} batches "

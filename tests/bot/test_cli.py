@@ -134,7 +134,8 @@ async def test_demo_runs_the_script_through_the_real_bot(tmp_path, tiny_settings
     from .conftest import KeywordClassifier
 
     settings = Settings(db_path=tmp_path / "demo.sqlite3", model=tiny_settings, adapter_dir=tmp_path / "adapters")
-    script = [("neutral", "good morning"), ("offensive", "you idiot"), ("neutral", "this idiot boss fight")]
+    script = [("neutral", "good morning"), ("offensive", "you idiot"), ("neutral", "this idiot boss fight"),
+              ("hate", "a hateful message the model misses")]
     await demo._demo(settings, KeywordClassifier(), script)
     out = capsys.readouterr().out
     assert "Review cards will be posted in #mod-log." in out
@@ -142,9 +143,12 @@ async def test_demo_runs_the_script_through_the_real_bot(tmp_path, tiny_settings
     assert 'flag #1: presses "Confirm (offensive)" -> stored offensive (confirmed)' in out
     assert 'flag #2: presses "Neutral" -> stored neutral (corrected: the bot said offensive)' in out
     assert "neutral   (bot: offensive) by @mo  | this idiot boss fight" in out
+    # The miss is reported through the "Label message" menu.
+    assert '"a hateful message the model misses": presses "Hate" -> Stored hate for that message' in out
+    assert "hate      (bot: neutral  ) by @mo  | a hateful message the model misses" in out
     assert f"SQLite database: {settings.db_path.resolve()}" in out
     conn = await storage.open_database(settings.db_path)
-    assert [c.label async for c in storage.corrections(conn)] == ["offensive", "neutral"]
+    assert [c.label async for c in storage.corrections(conn)] == ["offensive", "neutral", "hate"]
     await conn.close()
 
 
