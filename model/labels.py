@@ -5,6 +5,17 @@ LABELS: tuple[str, ...] = ("hate", "offensive", "neutral")
 # Labels that a moderator may be asked to review (neutral never is).
 FLAGGABLE: tuple[str, ...] = ("hate", "offensive")
 
+# docs/labels.md in one sentence each. The instruction prompt states exactly these (so changing one changes
+# the prompt: bump model.prompt.TEMPLATE_ID), and the bot shows them to moderators beside the buttons.
+DEFINITIONS: dict[str, str] = {
+    "hate": "it attacks, dehumanises, threatens or excludes people because of race, ethnicity, national origin, "
+            "religion, caste, sex, gender identity, sexual orientation, disability or disease",
+    "offensive": "insults, harassment, threats or profanity without that",
+    "neutral": "everything else, including describing, belonging to, praising or asking about a group, "
+               "and quoting, reporting or condemning hate",
+}
+GUIDE = "docs/labels.md"
+
 
 def parse_label(value: str) -> str:
     """Return the canonical label for ``value`` (case and surrounding space ignored), or raise ValueError."""

@@ -18,7 +18,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .labels import LABELS
+from .labels import DEFINITIONS, LABELS
 from .normalize import respell, reveal
 
 # Recorded in every adapter's metadata; bump it whenever the text below, or what normalize_message does,
@@ -28,12 +28,8 @@ TEMPLATE_ID = "modbot-instruct-v2"
 # docs/labels.md in short: the model is told the same rule the moderators and the training data follow.
 INSTRUCTION = (
     "Classify the following chat message. "
-    "hate: it attacks, dehumanises, threatens or excludes people because of race, ethnicity, national origin, "
-    "religion, caste, sex, gender identity, sexual orientation, disability or disease. "
-    "offensive: insults, harassment, threats or profanity without that. "
-    "neutral: everything else, including describing, belonging to, praising or asking about a group, "
-    "and quoting, reporting or condemning hate. "
-    "Answer with exactly one of these categories: hate, offensive, neutral."
+    + " ".join(f"{label}: {DEFINITIONS[label]}." for label in LABELS)
+    + " Answer with exactly one of these categories: hate, offensive, neutral."
 )
 MESSAGE_MARKER = "Message:"
 CUE = "Category:"

@@ -11,7 +11,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from model.errors import ModbotError
-from model.labels import FLAGGABLE, LABELS
+from model.labels import DEFINITIONS, FLAGGABLE, GUIDE, LABELS
 
 from .. import cards, retrain, storage
 from ..bot import ModBot
@@ -34,6 +34,12 @@ ExemptChannel = discord.TextChannel | discord.Thread | discord.CategoryChannel |
 
 @app_commands.guild_only()
 @app_commands.default_permissions(manage_messages=True)
+def label_guide() -> str:
+    """The labelling guide in short, as the model's prompt states it; the examples are in docs/labels.md."""
+    lines = [f"**{label}**: {DEFINITIONS[label]}." for label in LABELS]
+    return "\n".join(lines) + f"\nBorderline examples: `{GUIDE}` in modbot's repository."
+
+
 class Admin(commands.GroupCog, group_name="mod", group_description="modbot moderation settings and review"):
     def __init__(self, bot: ModBot) -> None:
         self.bot = bot
@@ -165,6 +171,7 @@ class Admin(commands.GroupCog, group_name="mod", group_description="modbot moder
             value=f"{self.bot.service.model_name} · adapter {self.bot.service.adapter_version}",
             inline=False,
         )
+        embed.add_field(name="What the labels mean (review by this guide)", value=label_guide(), inline=False)
         await self._reply(interaction, embed=embed)
 
     # ------------------------------------------------------------------ moderators (Manage Messages)

@@ -56,6 +56,13 @@ async def test_settings_show_what_was_set(env, server):
     assert fields["Offensive"] == "threshold 0.50\naction delete"
     assert lounge.mention in fields["Exempt"] and server.mods_role.mention in fields["Exempt"]
     assert fields["Model"] == "keyword-test · adapter test-1"
+    # The labelling guide moderators review by, as the model's prompt states it.
+    from model.prompt import INSTRUCTION
+
+    guide = fields["What the labels mean (review by this guide)"]
+    assert "**hate**: it attacks, dehumanises" in guide and "docs/labels.md" in guide
+    for line in guide.splitlines()[:3]:
+        assert line.replace("**", "") in INSTRUCTION
     result = await server.admin.slash(server.general, "mod exempt")
     assert result.response.content == "Give either a channel or a role."
 
