@@ -71,24 +71,16 @@ class ModBot(commands.Bot):
         return self._service
 
     async def setup_hook(self) -> None:
-        self._db = await storage.open_database(self.settings.db_path)
-        classifier = self._given_classifier
-        if classifier is None:
-            # The registry's active version (after a retrain or a rollback) wins over the configured adapter.
-            model_settings = self.settings.model
-            active_dir = await retrain.serving_adapter(self._db, self.settings)
-            if active_dir is not None:
-                model_settings = replace(model_settings, adapter=active_dir)
-            # Loading takes seconds: do it off the event loop.
-            classifier = await asyncio.to_thread(Classifier.from_settings, model_settings)
-        self._service = ClassificationService(
-            classifier,
-            batch_size=self.settings.model.batch_size,
-            queue_size=self.settings.queue_size,
-            max_wait=self.settings.batch_wait_ms / 1000,
-        )
-        log.info("Classifier: %s, adapter %s", classifier.model_name, classifier.adapter_version)
+        # discord.py runs this at every login; a second login of the same client (a retry after a failed
+        # connect, a re-login) keeps what the first one set up instead of opening, starting and loading twice.
+        if self._db is None:
+            self._db = await storage.open_database(self.settings.db_path)
+        if self._service is None:
+            self._service = await self._start_service()
+        self.failed_extensions.clear()
         for extension in EXTENSIONS:
+            if extension in self.extensions:
+                continue
             try:
                 await self.load_extension(extension)
             except Exception as exc:
@@ -96,6 +88,24 @@ class ModBot(commands.Bot):
                 log.exception("Could not load %s; the bot runs without it", extension)
         if self.settings.sync_commands:
             await self.sync_commands()
+
+    async def _start_service(self) -> ClassificationService:
+        classifier = self._given_classifier
+        if classifier is None:
+            # The registry's active version (after a retrain or a rollback) wins over the configured adapter.
+            model_settings = self.settings.model
+            active_dir = await retrain.serving_adapter(self.db, self.settings)
+            if active_dir is not None:
+                model_settings = replace(model_settings, adapter=active_dir)
+            # Loading takes seconds: do it off the event loop.
+            classifier = await asyncio.to_thread(Classifier.from_settings, model_settings)
+        log.info("Classifier: %s, adapter %s", classifier.model_name, classifier.adapter_version)
+        return ClassificationService(
+            classifier,
+            batch_size=self.settings.model.batch_size,
+            queue_size=self.settings.queue_size,
+            max_wait=self.settings.batch_wait_ms / 1000,
+        )
 
     async def sync_commands(self) -> None:
         if self.settings.dev_guild is not None:
