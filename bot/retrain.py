@@ -44,6 +44,14 @@ log = logging.getLogger(__name__)
 # `modbot train --test-per-class` writes (the shipped adapter has one): annotators' labels, never trained on.
 GOLD_FILES = ("val.jsonl", "val.csv", "gold.jsonl", "gold.csv", "test.jsonl")
 CANCEL_GRACE_S = 30.0  # after SIGTERM, how long a job may take to stop before it is killed
+# The only variables the job process inherits: where Python, its libraries and the model cache are, the locale,
+# and the settings of the libraries it runs (torch, CUDA, Hugging Face). Everything else it needs is in its
+# spec; DISCORD_TOKEN and the rest of the bot's environment stay with the bot.
+JOB_ENV_NAMES = frozenset({"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TEMP", "TMP",
+                           "VIRTUAL_ENV", "LD_LIBRARY_PATH", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
+                           "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy"})
+JOB_ENV_PREFIXES = ("LC_", "PYTHON", "XDG_", "HF_", "HUGGINGFACE_", "TRANSFORMERS_", "TORCH", "PYTORCH_", "CUDA_",
+                    "NVIDIA_", "OMP_", "KMP_", "MKL_", "OPENBLAS_", "BNB_", "TOKENIZERS_")
 
 
 class RetrainRefused(ModbotError):
@@ -364,7 +372,7 @@ async def _launch(conn, settings: Settings, version: storage.AdapterVersion, act
     )
     spec_file = job_dir / "spec.json"
     _write_atomically(spec_file, spec.to_json())
-    env = dict(os.environ)
+    env = job_environment(os.environ)
     if settings.retrain_threads:
         env["OMP_NUM_THREADS"] = str(settings.retrain_threads)
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -380,6 +388,12 @@ async def _launch(conn, settings: Settings, version: storage.AdapterVersion, act
     log.info("Retraining job for version %d started (pid %d, %d corrections, gold set %s)", version.number,
              process.pid, len(lines), gold)
     return Job(version.number, spec, process, log_file)
+
+
+def job_environment(environ) -> dict[str, str]:
+    """The part of ``environ`` the job process is given (see JOB_ENV_NAMES)."""
+    return {name: value for name, value in environ.items()
+            if name in JOB_ENV_NAMES or name.startswith(JOB_ENV_PREFIXES)}
 
 
 def _write_atomically(path: Path, text: str) -> None:

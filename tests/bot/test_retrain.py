@@ -402,6 +402,34 @@ def test_modbot_retrain_runs_the_same_job_from_the_shell(monkeypatch, tmp_path, 
     assert capsys.readouterr().err.startswith("modbot: error: Only 0 new corrections since version 2 was trained")
 
 
+def test_the_job_process_is_not_given_the_discord_token(monkeypatch, tmp_path, tiny_model_dir, first_adapter, capsys):
+    import subprocess
+
+    from bot import retrain
+    from bot.cli import main
+
+    _shell_setup(monkeypatch, tmp_path, tiny_model_dir, first_adapter, make_examples({"hate": 21}, seed=11))
+    monkeypatch.setenv("DISCORD_TOKEN", "the-bot-token")
+    monkeypatch.setenv("SOME_UNRELATED_SECRET", "not-for-the-job")
+    seen = []
+    real_popen = subprocess.Popen
+
+    def popen(*args, **kwargs):
+        process = real_popen(*args, **kwargs)
+        # What the job process really holds (read while it starts up: importing torch takes seconds).
+        raw = Path(f"/proc/{process.pid}/environ").read_bytes()
+        seen.append(dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item))
+        return process
+
+    monkeypatch.setattr(retrain.subprocess, "Popen", popen)
+    assert main(["retrain"]) == 0  # the job still has everything it needs
+    assert "version 2: active" in capsys.readouterr().out
+    [job_env] = seen
+    assert "DISCORD_TOKEN" not in job_env and "SOME_UNRELATED_SECRET" not in job_env
+    assert "the-bot-token" not in "".join(job_env.values())
+    assert job_env["PATH"] == os.environ["PATH"] and job_env["OMP_NUM_THREADS"] == "1"
+
+
 def test_a_job_prepared_here_runs_on_another_machine_and_is_finished_here(monkeypatch, tmp_path, tiny_model_dir,
                                                                          first_adapter, capsys):
     import shutil
