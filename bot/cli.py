@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "bot.commands.run",
     "bot.commands.corrections",
     "bot.commands.retrain",
+    "bot.commands.augment",
 )
 
 

@@ -1,0 +1,175 @@
+"""The training augmentation (`training.augment`) and `modbot augment`: no model, fast."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections import Counter
+from difflib import SequenceMatcher
+
+import pytest
+
+from bot.cli import main
+from training import augment
+from training.dataset import text_key
+from training.formats import Example, read_examples
+
+# The categories the guide needs taught, with the label the guide gives each (docs/labels.md).
+EXPECTED_CATEGORIES = {
+    "identity_self": "neutral", "group_positive": "neutral", "group_question": "neutral",
+    "group_neutral_fact": "neutral", "counter_quote": "neutral", "counter_denounce": "neutral",
+    "negated_hate": "neutral", "reported_hate": "neutral", "criticism_not_people": "neutral",
+    "benign_violent_words": "neutral", "everyday_chat": "neutral",
+    "hate_dehumanising": "hate", "hate_violence": "hate", "hate_exclusion": "hate", "hate_inferiority": "hate",
+    "hate_stereotype": "hate", "hate_threat_identity": "hate",
+    "insult_person": "offensive", "threat_person": "offensive", "self_harm_incitement": "offensive",
+    "harassment": "offensive", "profanity_untargeted": "offensive", "insult_nonprotected_group": "offensive",
+}
+PROFANITY = re.compile(r"\b(fuck\w*|shit\w*|bullshit|goddamn|wtf|stfu)\b", re.IGNORECASE)
+ATTACKS = [
+    Example("you are a complete idiot and everyone knows it", "offensive"),
+    Example("Those people are VERMIN and should be thrown out of the country", "hate"),
+    Example("shut the fuck up, nobody wants to hear your stupid opinions", "offensive"),
+]
+HARMLESS = Example("anyone want to play some rocket league tonight after dinner", "neutral")
+
+
+@pytest.fixture(scope="module")
+def templated():
+    return augment.generate_templated(seed=1, per_category=40)
+
+
+def test_the_same_seed_gives_the_same_examples_and_another_seed_others(templated):
+    assert augment.generate_templated(seed=1, per_category=40) == templated
+    other = augment.generate_templated(seed=2, per_category=40)
+    assert len({e.text for e in other} & {e.text for e in templated}) < len(templated) // 2
+
+
+def test_every_category_is_present_with_its_label(templated):
+    by_category = Counter(e.source for e in templated)
+    assert by_category == {f"augment:{name}": 40 for name in EXPECTED_CATEGORIES}
+    for example in templated:
+        assert example.category == example.source.removeprefix("augment:")
+        assert example.label == EXPECTED_CATEGORIES[example.category], example
+
+
+def test_no_two_examples_read_the_same_even_at_a_large_size():
+    examples = augment.generate_templated(seed=0, per_category=150)
+    keys = [text_key(e.text) for e in examples]
+    assert len(keys) == len(set(keys)) == 150 * len(EXPECTED_CATEGORIES)
+    # Near-duplicates: the same words once fillers ("ngl", "lol") and emoji are left out.
+    assert len({augment._near_duplicate_key(e.text) for e in examples}) > 0.97 * len(examples)
+
+
+def test_neutral_examples_never_swear_and_attacks_name_no_extra_groups(templated):
+    # Swearing is offensive by the guide, so a neutral example with a swear word would be mislabelled.
+    assert not [e.text for e in templated if e.label == "neutral" and PROFANITY.search(e.text)]
+    assert any(PROFANITY.search(e.text) for e in templated if e.source == "augment:profanity_untargeted")
+
+
+@pytest.mark.parametrize("name", list(augment.TRICKS))
+def test_each_trick_changes_what_the_model_reads(name):
+    trick = augment.TRICKS[name]
+    rng = random.Random(0)
+    for example in ATTACKS:
+        changed = [trick(example.text, rng) for _ in range(10)]
+        assert all(text != example.text for text in changed), (name, changed)
+        if name != "leet":  # prompt normalisation itself reads plain leetspeak; obfuscate() keeps what it cannot
+            assert any(text_key(text) != text_key(example.text) for text in changed), (name, changed)
+
+
+@pytest.mark.parametrize(("name", "looks"), [
+    ("leet", lambda old, new: re.search(r"[0-9@!$]", new) and len(new) == len(old)),
+    ("swap", lambda old, new: sorted(old) == sorted(new) and len(new) == len(old)),
+    ("delete", lambda old, new: len(old) - 2 <= len(new) == len(new.replace("*", "")) < len(old)),
+    ("spaced", lambda old, new: re.search(r"\b\w[ .-]\w[ .-]\w\b", new)),
+    ("elongate", lambda old, new: re.search(r"(\w)\1\1", new) and len(new) > len(old) + 1),
+    ("mask", lambda old, new: "*" in new and len(new) == len(old)),
+])
+def test_each_trick_is_the_trick_it_is_named_after(name, looks):
+    rng = random.Random(3)
+    for example in ATTACKS:
+        new = augment.TRICKS[name](example.text, rng)
+        assert looks(example.text, new), (name, new)
+
+
+def test_obfuscated_variants_keep_their_original_label_and_only_attacks_are_obfuscated():
+    pool = [*ATTACKS, HARMLESS, Example("the weather is lovely in the park this morning", "neutral")]
+    variants = augment.obfuscate(pool, 30, seed=0)
+    assert len(variants) == 30
+    originals = {text_key(e.text) for e in pool}
+    for variant in variants:
+        assert text_key(variant.text) not in originals
+        assert variant.source.startswith("augment:obfuscated:") and variant.source.split(":")[-1] in augment.TRICKS
+        nearest = max(pool, key=lambda e: SequenceMatcher(None, e.text.lower(), variant.text.lower()).ratio())
+        assert nearest.label in ("hate", "offensive") and variant.label == nearest.label, variant
+    assert len({text_key(v.text) for v in variants}) == 30
+    assert augment.obfuscate(pool, 30, seed=0) == variants
+
+
+def test_nothing_to_obfuscate_is_an_error_not_an_empty_list():
+    with pytest.raises(ValueError, match="no hate or offensive"):
+        augment.obfuscate([HARMLESS], 5, seed=0)
+    with pytest.raises(ValueError, match="no hate or offensive"):
+        augment.inject([HARMLESS], 5, seed=0)
+
+
+def test_injections_keep_the_label_and_the_whole_original(templated):
+    pool = [*ATTACKS, HARMLESS]
+    injected = augment.inject(pool, 40, seed=0)
+    assert len(injected) == 40
+    for example in injected:
+        sources = [e for e in ATTACKS if e.text in example.text]
+        assert len(sources) == 1 and sources[0].label == example.label, example
+        assert example.text != sources[0].text and example.source.startswith("augment:injected:")
+        assert HARMLESS.text not in example.text
+    fake = re.compile(r"neutral|neither|not hate|harmless|fine|safe|not offensive|offensive", re.IGNORECASE)
+    assert all(fake.search(e.text.replace(src.text, "")) for e in injected for src in ATTACKS if src.text in e.text)
+    # Replays of our own prompt's markers are among them.
+    assert any("Message:" in e.text for e in injected) and any("Category:" in e.text for e in injected)
+
+
+def test_cli_writes_a_file_training_reads_back(tmp_path, capsys):
+    source = tmp_path / "labelled.csv"
+    source.write_text("text,label\nyou worthless clown get off my team,offensive\nnice weather today,neutral\n")
+    out = tmp_path / "aug.jsonl"
+    code = main(["augment", "--out", str(out), "--per-category", "3", "--seed", "5",
+                 "--obfuscate-from", str(source), "--obfuscate-count", "200", "--inject-count", "7"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    examples = read_examples(out)
+    records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert len(examples) == len(records) == 3 * len(EXPECTED_CATEGORIES) + 200 + 7
+    assert [(e.text, e.label, e.category) for e in examples] == [(r["text"], r["label"], r["category"]) for r in records]
+    categories = Counter(r["category"] for r in records)
+    assert all(categories[name] == 3 for name in EXPECTED_CATEGORIES)
+    assert sum(n for c, n in categories.items() if c.startswith("obfuscated:")) == 200
+    assert sum(n for c, n in categories.items() if c.startswith("injected:")) == 7
+    # The file's own hate/offensive line is disguised too; its neutral line is not, nor written as is.
+    assert any("cl" in r["text"] and "team" in r["text"] and r["category"].startswith("obfuscated:")
+               and r["label"] == "offensive" for r in records)
+    assert not any(r["text"] == "nice weather today" for r in records)
+    assert "hate_dehumanising" in captured.out and "total" in captured.out
+    assert re.search(r"^identity_self\s+0\s+0\s+3\s+3$", captured.out, re.MULTILINE)
+
+
+def test_cli_output_is_the_same_for_the_same_seed(tmp_path, capsys):
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    for out in (first, second):
+        assert main(["augment", "--out", str(out), "--per-category", "2", "--seed", "9"]) == 0
+    assert first.read_bytes() == second.read_bytes()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--obfuscate-from", "{tmp}/missing.csv"], "missing.csv: no such file."),
+    (["--per-category", "-1"], "--per-category must be 0 or more"),
+    (["--per-category", "0", "--obfuscate-count", "5"], "no hate or offensive messages"),
+])
+def test_cli_errors_are_one_line(tmp_path, capsys, args, message):
+    out = tmp_path / "aug.jsonl"
+    args = [arg.replace("{tmp}", str(tmp_path)) for arg in args]
+    code = main(["augment", "--out", str(out), *args])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()
