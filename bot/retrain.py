@@ -33,7 +33,7 @@ import aiosqlite
 from model import Classifier
 from model.adapter import METADATA_FILE, TRAINING_SET_FILE, read_adapter
 from model.errors import ModbotError
-from training.retrain import JobSpec
+from training.retrain import MAX_F1_DROP, JobSpec, gate
 
 from . import storage
 from .settings import Settings
@@ -426,11 +426,31 @@ def outcome(job: Job) -> Outcome | None:
     if job.cancel_requested_at is not None:
         return Outcome("cancelled", "cancelled with /retrain cancel; nothing changed")
     if code == 0 and result and result.get("status") == "completed":
-        verdict = "; ".join(result["reasons"])
-        return Outcome("promote" if result["promote"] else "rejected", verdict, result)
+        return verdict(result, job.spec.max_f1_drop)
     if result and result.get("status") == "error":
         return Outcome("failed", result["error"], result)
     return Outcome("failed", _crash_reason(code, job.log_file))
+
+
+def verdict(result: dict, max_f1_drop: float = MAX_F1_DROP) -> Outcome:
+    """Promote or reject a completed job by the gate, recomputed here from its figures.
+
+    The job's own ``promote`` and ``reasons`` are not trusted: result.json is a file that anyone who can
+    write the job directory can edit (and a job run elsewhere comes back through other hands).
+    """
+    try:
+        candidate, active = result["candidate"], result["active"]
+        for figures in (candidate, active):
+            float(figures["gold"]["macro_f1"])
+        if (candidate.get("heldout") is None) != (active.get("heldout") is None):
+            raise ValueError("held-out figures for only one of the two adapters")
+        for figures in (candidate, active):
+            if figures.get("heldout") is not None:
+                float(figures["heldout"]["accuracy"])
+        promote, reasons = gate(candidate, active, max_f1_drop)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        return Outcome("failed", f"the job's result.json has no usable gate figures ({exc!r})", result)
+    return Outcome("promote" if promote else "rejected", "; ".join(reasons), result)
 
 
 def _crash_reason(code: int, log_file: Path) -> str:
@@ -622,9 +642,12 @@ async def finish_remote(conn: aiosqlite.Connection, settings: Settings,
         end = Outcome("failed", f"the job run elsewhere failed: {error}", result)
         return await storage.finish_job(conn, number, status="failed", reason=end.reason, now=_now(),
                                         keep_path=False), end
+    end = verdict(result)  # the bot's own gate on the figures, not the file's promote flag
+    if end.status == "failed":
+        return await storage.finish_job(conn, number, status="failed", reason=end.reason, now=_now(),
+                                        keep_path=False), end
     read_adapter(directory / "candidate")  # complete and valid, or ModelError
     await _copy_tree(directory / "candidate", Path(version.path))
-    end = Outcome("promote" if result["promote"] else "rejected", "; ".join(result["reasons"]), result)
     figures = {k: result[k] for k in ("candidate", "active") if k in result}
     if end.status == "promote":
         return await storage.activate_version(conn, number, now=_now(), reason=end.reason, data=result.get("data"),

@@ -462,6 +462,44 @@ def test_a_job_prepared_here_runs_on_another_machine_and_is_finished_here(monkey
     assert "version 2 is active, not a job waiting for its result" in capsys.readouterr().err
 
 
+def test_finish_recomputes_the_verdict_and_an_edited_promote_flag_does_not_promote(monkeypatch, tmp_path,
+                                                                                   tiny_model_dir, first_adapter,
+                                                                                   capsys):
+    import torch
+
+    from bot.cli import main
+
+    # a flood of hate messages labelled neutral: the candidate fails the gate on the gold set
+    flood = [{"text": e["text"], "label": "neutral"} for e in make_examples({"hate": 60}, seed=5)]
+    db_path = _shell_setup(monkeypatch, tmp_path, tiny_model_dir, first_adapter, flood)
+    assert main(["retrain", "--prepare", "job"]) == 0
+    threads, handler = torch.get_num_threads(), signal.getsignal(signal.SIGTERM)
+    try:
+        assert main(["retrain", "--run", "job"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+        signal.signal(signal.SIGTERM, handler)
+    assert "the candidate is rejected by the gate" in capsys.readouterr().out
+
+    result_file = tmp_path / "job" / "result.json"
+    result = json.loads(result_file.read_text())
+    assert result["promote"] is False
+    result_file.write_text(json.dumps({**result, "promote": True, "reasons": ["all kept, trust me"]}))
+    assert main(["retrain", "--finish", "job"]) == 3  # rejected, whatever the file says
+    out = capsys.readouterr().out
+    assert out.startswith("version 2: rejected: gold macro-F1") and "more than 0.01 below the active adapter" in out
+    assert "trust me" not in out
+
+    async def registry():
+        conn = await storage.open_database(db_path)
+        try:
+            return [(v.number, v.status) for v in await storage.list_versions(conn)]
+        finally:
+            await conn.close()
+
+    assert asyncio.run(registry()) == [(2, "rejected"), (1, "active")]
+
+
 async def test_a_version_promoted_from_the_shell_is_served_from_the_next_mod_model(env, server, settings):
     import shutil
 
