@@ -1,7 +1,9 @@
 """The strategy comparison: the same data through 1d, attention, all and few-shot, one table.
 
 Each strategy trains in a child process of its own, so its peak memory is its own and one run's
-leftovers cannot slow the next.
+leftovers cannot slow the next. Only plain values cross back: the child reports an error as its message,
+and a child that dies without a word (killed, out of memory) is noticed by its exit status, so the
+command ends with the one-line error either way instead of waiting forever.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from model.adapter import METADATA_FILE
+from model.errors import ModbotError
 
 from .args import TrainArgs
+from .errors import TrainingError
 
 # Published accuracies of the reference experiment on the same 200 validation messages.
 REFERENCE = [
@@ -37,11 +41,43 @@ def compare(base: TrainArgs, strategies: list[str], out: Path, resume: bool, ech
 
 
 def _train_in_child(args: TrainArgs) -> None:
+    context = multiprocessing.get_context("spawn")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_child, args=(args, send), name=f"modbot-compare-{args.strategy}")
+    child.start()
+    send.close()  # the child holds the only writing end: its death ends recv() with EOFError
+    try:
+        kind, message = receive.recv()
+    except EOFError:
+        kind, message = "died", None
+    finally:
+        receive.close()
+        child.join()
+    if kind == "error":
+        raise ModbotError(message)
+    if kind == "crash":
+        raise TrainingError(f"{args.strategy}: training failed: {message}")
+    if kind != "done":
+        raise TrainingError(f"{args.strategy}: the training process ended without a result "
+                            f"(exit status {child.exitcode}; out of memory?).")
+
+
+def _child(args: TrainArgs, send) -> None:
+    """Run one strategy and send back ("done" | "error" | "crash", message): strings, never exception objects
+    (an exception whose constructor takes other arguments than its message cannot be unpickled)."""
     from .recipe import run_training
 
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(1) as pool:
-        pool.apply(run_training, (args,))
+    try:
+        run_training(args)
+        outcome = ("done", None)
+    except ModbotError as exc:
+        outcome = ("error", str(exc))
+    except KeyboardInterrupt:
+        return  # Ctrl-C reached the whole process group: the parent reports it
+    except Exception as exc:
+        outcome = ("crash", f"{type(exc).__name__}: {exc}")
+    send.send(outcome)
+    send.close()
 
 
 def row_from_metadata(meta: dict) -> dict:

@@ -61,3 +61,20 @@ def test_bad_data_is_one_line_and_exit_status_2(env, capsys, content, message):
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not (env / "x").exists()
+
+
+def test_compare_exits_with_the_one_line_error_after_a_data_error(env):
+    """The error happens in the strategy's own process; it must come back as the error, not hang the command."""
+    import subprocess
+    import sys
+
+    bad = env / "bad.csv"
+    bad.write_text("text,label\nhello,neutral\nbye,maybe\n")
+    command = [sys.executable, "-m", "bot.cli", "compare", "--data", str(bad), "--out", str(env / "compare"),
+               "--strategies", "1d"]
+    done = subprocess.run(command, cwd=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1].startswith("modbot: error: ") and "bad.csv:3: unknown label 'maybe'" in lines[-1]
+    assert "Traceback" not in done.stderr
+    assert not (env / "compare" / "1d" / "modbot_adapter.json").exists()
