@@ -1,17 +1,25 @@
 """Everything modbot keeps, in SQLite: the only module that writes SQL.
 
 Every function takes an open connection (from :func:`open_database`), uses parameters for every value
-and returns dataclasses. The connection is in autocommit mode and every write is one statement, so
-no write can be left half done; migrations are the one multi-statement transaction.
+and returns dataclasses. The connection is in autocommit mode: a write is one statement, or several in
+one :func:`transaction`.
+
+The bot's coroutines share one connection, and SQLite's transactions belong to the connection, not to
+a coroutine: a statement another coroutine ran in the middle of a transaction would be committed or
+rolled back with it. So every statement here takes the connection's turn (:func:`_turn`), and a
+transaction holds that turn from BEGIN to COMMIT: nothing else runs on the connection meanwhile.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
 import sqlite3
+import weakref
 from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +36,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _MIGRATION_NAME = re.compile(r"^(\d{4})_(\w+)\.sql$")
 
 ACTIONS = ("flag", "delete", "timeout", "none")
+_PAGE = 500  # rows per statement when reading a long list
 EXEMPTION_KINDS = ("channel", "role")
 
 
@@ -38,16 +47,118 @@ class StorageError(ModbotError):
 # --------------------------------------------------------------------------- opening, migrations
 
 
+class _Turns:
+    """Who may use one connection now: any number of single statements, or one transaction alone.
+
+    Single statements in autocommit mode cannot disturb each other, so they run side by side as
+    before. A transaction waits for the statements already running, then holds the connection from
+    BEGIN to COMMIT; statements from other tasks that arrive meanwhile wait for it to end.
+    """
+
+    def __init__(self) -> None:
+        self.transactions = asyncio.Lock()  # one transaction at a time
+        self.owner: asyncio.Task | None = None  # the task whose transaction is open (or about to open)
+        self.running = 0  # single statements in flight
+        self.idle = asyncio.Event()  # no single statement in flight
+        self.idle.set()
+        self.open = asyncio.Event()  # no transaction open or waiting: single statements may start
+        self.open.set()
+
+
+_turns: weakref.WeakKeyDictionary[aiosqlite.Connection, _Turns] = weakref.WeakKeyDictionary()
+
+
+def _turns_of(conn: aiosqlite.Connection) -> _Turns:
+    turns = _turns.get(conn)
+    if turns is None:
+        turns = _turns[conn] = _Turns()
+    return turns
+
+
+@asynccontextmanager
+async def transaction(conn: aiosqlite.Connection) -> AsyncIterator[None]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``, or ``ROLLBACK`` on any exception, with the connection to itself.
+
+    No other task's statement runs on the connection until it ends, so none can be committed or rolled
+    back with it. A transaction inside a transaction (same task) joins the outer one. Its statements
+    run in the task that opened it: a task it started and waited for would wait for it forever.
+    """
+    turns = _turns_of(conn)
+    task = asyncio.current_task()
+    if task is not None and turns.owner is task:
+        yield
+        return
+    async with turns.transactions:
+        turns.owner = task
+        turns.open.clear()  # statements arriving from now on wait for this transaction
+        try:
+            await turns.idle.wait()  # ... and those already running finish first
+            try:
+                await _statement(conn, "BEGIN IMMEDIATE")
+                yield
+                await _statement(conn, "COMMIT")
+            except BaseException:
+                # Also when cancelled: the connection runs statements in order, so this ROLLBACK comes
+                # after whatever statement the cancelled await had already handed to it.
+                await _rollback(conn)
+                raise
+        finally:
+            turns.owner = None
+            turns.open.set()
+
+
+async def _rollback(conn: aiosqlite.Connection) -> None:
+    try:
+        await _statement(conn, "ROLLBACK")
+    except sqlite3.OperationalError:
+        pass  # no transaction is open: BEGIN failed, or an error (a full disk) ended it already
+
+
+async def _statement(
+    conn: aiosqlite.Connection, sql: str, parameters: tuple | list = (), *, fetch: bool = False
+) -> tuple[aiosqlite.Cursor, list[aiosqlite.Row]]:
+    """Run one statement, outside any other task's transaction; its rows if ``fetch``. Closes its cursor."""
+    turns = _turns_of(conn)
+    task = asyncio.current_task()
+    mine = task is not None and turns.owner is task
+    if not mine:
+        while not turns.open.is_set():
+            await turns.open.wait()
+        turns.running += 1  # no await between the check and this: no transaction can start in between
+        turns.idle.clear()
+    try:
+        cursor = await conn.execute(sql, parameters)
+        try:
+            rows = list(await cursor.fetchall()) if fetch else []
+        finally:
+            await cursor.close()
+        return cursor, rows
+    finally:
+        if not mine:
+            turns.running -= 1
+            if turns.running == 0:
+                turns.idle.set()
+
+
 async def _write(conn: aiosqlite.Connection, sql: str, parameters: tuple = ()) -> aiosqlite.Cursor:
-    """Run one statement and close its cursor at once (an open cursor would hold a transaction open)."""
-    cursor = await conn.execute(sql, parameters)
-    await cursor.close()
+    """Run one statement; the closed cursor still tells ``rowcount`` and ``lastrowid``."""
+    cursor, _ = await _statement(conn, sql, parameters)
     return cursor
 
 
 async def _write_returning(conn: aiosqlite.Connection, sql: str, parameters: tuple = ()) -> list[aiosqlite.Row]:
-    async with conn.execute(sql, parameters) as cursor:
-        return list(await cursor.fetchall())
+    _, rows = await _statement(conn, sql, parameters, fetch=True)
+    return rows
+
+
+async def _fetchall(conn: aiosqlite.Connection, sql: str, parameters: tuple | list = ()) -> list[aiosqlite.Row]:
+    _, rows = await _statement(conn, sql, parameters, fetch=True)
+    return rows
+
+
+async def _fetchone(conn: aiosqlite.Connection, sql: str, parameters: tuple | list = ()) -> aiosqlite.Row | None:
+    rows = await _fetchall(conn, sql, parameters)
+    return rows[0] if rows else None
 
 
 
@@ -111,13 +222,11 @@ async def migrate(conn: aiosqlite.Connection) -> list[int]:
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
         " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
     )
-    async with conn.execute("SELECT version FROM schema_migrations") as cursor:
-        done = {row[0] for row in await cursor.fetchall()}
+    done = {row[0] for row in await _fetchall(conn, "SELECT version FROM schema_migrations")}
     pending = [(number, name, file) for number, name, file in available_migrations() if number not in done]
     if not pending:
         return []
-    await _write(conn, "BEGIN IMMEDIATE")
-    try:
+    async with transaction(conn):
         for number, name, file in pending:
             for statement in _statements(file.read_text(encoding="utf-8")):
                 try:
@@ -129,16 +238,11 @@ async def migrate(conn: aiosqlite.Connection) -> list[int]:
                 "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
                 (number, name, _ts(datetime.now(UTC))),
             )
-        await _write(conn, "COMMIT")
-    except BaseException:
-        await _write(conn, "ROLLBACK")
-        raise
     return [number for number, _, _ in pending]
 
 
 async def applied_migrations(conn: aiosqlite.Connection) -> list[int]:
-    async with conn.execute("SELECT version FROM schema_migrations ORDER BY version") as cursor:
-        return [row[0] for row in await cursor.fetchall()]
+    return [row[0] for row in await _fetchall(conn, "SELECT version FROM schema_migrations ORDER BY version")]
 
 
 def _ts(moment: datetime) -> str:
@@ -183,10 +287,8 @@ class GuildConfig:
 
 
 async def get_guild_config(conn: aiosqlite.Connection, guild_id: int) -> GuildConfig:
-    async with conn.execute("SELECT * FROM guild_settings WHERE guild_id = ?", (guild_id,)) as cursor:
-        row = await cursor.fetchone()
-    async with conn.execute("SELECT kind, target_id FROM exemptions WHERE guild_id = ?", (guild_id,)) as cursor:
-        exemptions = await cursor.fetchall()
+    row = await _fetchone(conn, "SELECT * FROM guild_settings WHERE guild_id = ?", (guild_id,))
+    exemptions = await _fetchall(conn, "SELECT kind, target_id FROM exemptions WHERE guild_id = ?", (guild_id,))
     channels = frozenset(r["target_id"] for r in exemptions if r["kind"] == "channel")
     roles = frozenset(r["target_id"] for r in exemptions if r["kind"] == "role")
     if row is None:
@@ -425,10 +527,7 @@ async def add_prediction(
 
 
 async def latest_prediction(conn: aiosqlite.Connection, message_id: int) -> PredictionRecord | None:
-    async with conn.execute(
-        "SELECT * FROM predictions WHERE message_id = ? ORDER BY id DESC LIMIT 1", (message_id,)
-    ) as cursor:
-        row = await cursor.fetchone()
+    row = await _fetchone(conn, "SELECT * FROM predictions WHERE message_id = ? ORDER BY id DESC LIMIT 1", (message_id,))
     return PredictionRecord.from_row(row) if row else None
 
 
@@ -437,8 +536,7 @@ async def count_predictions(conn: aiosqlite.Connection, guild_id: int | None = N
         sql, params = "SELECT COUNT(*) FROM predictions", ()
     else:
         sql, params = "SELECT COUNT(*) FROM predictions WHERE guild_id = ?", (guild_id,)
-    async with conn.execute(sql, params) as cursor:
-        return (await cursor.fetchone())[0]
+    return (await _fetchone(conn, sql, params))[0]
 
 
 async def add_flag(
@@ -498,18 +596,15 @@ def _flag_from_row(row: aiosqlite.Row, decisions: tuple[Correction, ...] = ()) -
 
 
 async def get_flag(conn: aiosqlite.Connection, flag_id: int) -> Flag | None:
-    async with conn.execute(f"{_FLAG_SELECT} WHERE f.id = ?", (flag_id,)) as cursor:
-        row = await cursor.fetchone()
+    row = await _fetchone(conn, f"{_FLAG_SELECT} WHERE f.id = ?", (flag_id,))
     if row is None:
         return None
-    async with conn.execute("SELECT * FROM corrections WHERE flag_id = ? ORDER BY id", (flag_id,)) as cursor:
-        decisions = tuple(Correction.from_row(r) for r in await cursor.fetchall())
-    return _flag_from_row(row, decisions)
+    rows = await _fetchall(conn, "SELECT * FROM corrections WHERE flag_id = ? ORDER BY id", (flag_id,))
+    return _flag_from_row(row, tuple(Correction.from_row(r) for r in rows))
 
 
 async def flag_for_message(conn: aiosqlite.Connection, message_id: int) -> Flag | None:
-    async with conn.execute("SELECT id FROM flags WHERE message_id = ? ORDER BY id LIMIT 1", (message_id,)) as cursor:
-        row = await cursor.fetchone()
+    row = await _fetchone(conn, "SELECT id FROM flags WHERE message_id = ? ORDER BY id LIMIT 1", (message_id,))
     return await get_flag(conn, row["id"]) if row else None
 
 
@@ -518,12 +613,8 @@ async def unreviewed_flags(
 ) -> tuple[list[Flag], int]:
     """The guild's flags that no moderator has decided yet, newest first, and how many there are."""
     where = " WHERE f.guild_id = ? AND NOT EXISTS (SELECT 1 FROM corrections c WHERE c.flag_id = f.id)"
-    async with conn.execute(f"SELECT COUNT(*) FROM flags f{where}", (guild_id,)) as cursor:
-        total = (await cursor.fetchone())[0]
-    async with conn.execute(
-        f"{_FLAG_SELECT}{where} ORDER BY f.id DESC LIMIT ? OFFSET ?", (guild_id, limit, offset)
-    ) as cursor:
-        rows = await cursor.fetchall()
+    total = (await _fetchone(conn, f"SELECT COUNT(*) FROM flags f{where}", (guild_id,)))[0]
+    rows = await _fetchall(conn, f"{_FLAG_SELECT}{where} ORDER BY f.id DESC LIMIT ? OFFSET ?", (guild_id, limit, offset))
     return [_flag_from_row(row) for row in rows], total
 
 
@@ -555,10 +646,8 @@ async def erase_expired_texts(conn: aiosqlite.Connection, cutoff: datetime) -> l
     for start in range(0, len(erased), 500):
         chunk = erased[start : start + 500]
         placeholders = ", ".join("?" * len(chunk))
-        async with conn.execute(
-            f"SELECT id FROM flags WHERE prediction_id IN ({placeholders}) ORDER BY id", chunk
-        ) as cursor:
-            flag_ids += [row[0] for row in await cursor.fetchall()]
+        rows = await _fetchall(conn, f"SELECT id FROM flags WHERE prediction_id IN ({placeholders}) ORDER BY id", chunk)
+        flag_ids += [row[0] for row in rows]
     return flag_ids
 
 
@@ -599,14 +688,21 @@ async def add_correction(
 
 
 async def corrections(conn: aiosqlite.Connection, guild_id: int | None = None) -> AsyncIterator[Correction]:
-    """Every correction, oldest first (a later one for the same message supersedes an earlier one)."""
-    if guild_id is None:
-        sql, params = "SELECT * FROM corrections ORDER BY id", ()
-    else:
-        sql, params = "SELECT * FROM corrections WHERE guild_id = ? ORDER BY id", (guild_id,)
-    async with conn.execute(sql, params) as cursor:
-        async for row in cursor:
+    """Every correction, oldest first (a later one for the same message supersedes an earlier one).
+
+    Read a page at a time, so that no statement stays open on the shared connection while the caller
+    works between rows.
+    """
+    where = "" if guild_id is None else " AND guild_id = ?"
+    after = 0
+    while True:
+        rows = await _fetchall(conn, f"SELECT * FROM corrections WHERE id > ?{where} ORDER BY id LIMIT ?",
+                               (after, *(() if guild_id is None else (guild_id,)), _PAGE))
+        for row in rows:
             yield Correction.from_row(row)
+        if len(rows) < _PAGE:
+            return
+        after = rows[-1]["id"]
 
 
 async def count_corrections(conn: aiosqlite.Connection, guild_id: int | None = None) -> int:
@@ -614,8 +710,7 @@ async def count_corrections(conn: aiosqlite.Connection, guild_id: int | None = N
         sql, params = "SELECT COUNT(*) FROM corrections", ()
     else:
         sql, params = "SELECT COUNT(*) FROM corrections WHERE guild_id = ?", (guild_id,)
-    async with conn.execute(sql, params) as cursor:
-        return (await cursor.fetchone())[0]
+    return (await _fetchone(conn, sql, params))[0]
 
 
 # --------------------------------------------------------------------------- statistics
@@ -644,23 +739,23 @@ class Stats:
 
 async def stats(conn: aiosqlite.Connection, guild_id: int, since: datetime) -> Stats:
     since_ts = _ts(since)
-    async with conn.execute(
-        "SELECT label, COUNT(*) FROM predictions WHERE guild_id = ? AND created_at >= ? GROUP BY label",
+    rows = await _fetchall(
+        conn, "SELECT label, COUNT(*) FROM predictions WHERE guild_id = ? AND created_at >= ? GROUP BY label",
         (guild_id, since_ts),
-    ) as cursor:
-        predicted = {row[0]: row[1] for row in await cursor.fetchall()}
-    async with conn.execute(
+    )
+    predicted = {row[0]: row[1] for row in rows}
+    rows = await _fetchall(
+        conn,
         "SELECT f.label, COUNT(*) AS flags, COUNT(d.label) AS reviewed, COALESCE(SUM(d.label = f.label), 0)"
         " AS confirmed FROM flags f LEFT JOIN corrections d ON d.id ="
         " (SELECT MAX(c.id) FROM corrections c WHERE c.flag_id = f.id)"
         " WHERE f.guild_id = ? AND f.created_at >= ? GROUP BY f.label",
         (guild_id, since_ts),
-    ) as cursor:
-        flagged = {row[0]: row for row in await cursor.fetchall()}
-    async with conn.execute(
-        "SELECT COUNT(*) FROM corrections WHERE guild_id = ? AND created_at >= ?", (guild_id, since_ts)
-    ) as cursor:
-        corrected = (await cursor.fetchone())[0]
+    )
+    flagged = {row[0]: row for row in rows}
+    corrected = (await _fetchone(
+        conn, "SELECT COUNT(*) FROM corrections WHERE guild_id = ? AND created_at >= ?", (guild_id, since_ts)
+    ))[0]
     labels = {}
     for label in LABELS:
         row = flagged.get(label)
@@ -736,8 +831,7 @@ async def _version_rows(conn: aiosqlite.Connection, where: str = "", params: tup
     if limit is not None:
         sql += " LIMIT ?"
         params = (*params, limit)
-    async with conn.execute(sql, params) as cursor:
-        return [AdapterVersion.from_row(row) for row in await cursor.fetchall()]
+    return [AdapterVersion.from_row(row) for row in await _fetchall(conn, sql, params)]
 
 
 async def get_version(conn: aiosqlite.Connection, number: int) -> AdapterVersion | None:
@@ -771,8 +865,7 @@ async def list_versions(conn: aiosqlite.Connection, limit: int = 10) -> list[Ada
 
 
 async def next_version_number(conn: aiosqlite.Connection) -> int:
-    async with conn.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM adapter_versions") as cursor:
-        return (await cursor.fetchone())[0]
+    return (await _fetchone(conn, "SELECT COALESCE(MAX(number), 0) + 1 FROM adapter_versions"))[0]
 
 
 async def register_adapter(
@@ -780,8 +873,7 @@ async def register_adapter(
     now: datetime, data: dict | None = None, figures: dict | None = None,
 ) -> AdapterVersion:
     """Record an adapter the bot serves without having trained it, and make it the active version."""
-    await _write(conn, "BEGIN IMMEDIATE")
-    try:
+    async with transaction(conn):
         await _write(conn, "UPDATE adapter_versions SET status = 'previous' WHERE status = 'active'")
         await _write(
             conn,
@@ -791,10 +883,6 @@ async def register_adapter(
              json.dumps(data) if data is not None else None, json.dumps(figures) if figures is not None else None,
              _ts(now), _ts(now), _ts(now)),
         )
-        await _write(conn, "COMMIT")
-    except BaseException:
-        await _write(conn, "ROLLBACK")
-        raise
     version = await get_version(conn, number)
     assert version is not None
     return version
@@ -812,15 +900,16 @@ async def start_job(
     """Create the row of a version being trained. JobAlreadyRunning if another job holds the slot."""
     if origin not in VERSION_ORIGINS:
         raise ValueError(f"origin must be one of {VERSION_ORIGINS}")
-    number = await next_version_number(conn)
-    name, path, job_dir = version_paths(adapter_dir, number)
     try:
-        await _write(
-            conn,
-            "INSERT INTO adapter_versions (number, name, model, path, parent, status, origin, started_by, job_dir,"
-            " phase, created_at) VALUES (?, ?, ?, ?, ?, 'training', ?, ?, ?, 'exporting', ?)",
-            (number, name, model, str(path), parent, origin, started_by, str(job_dir), _ts(now)),
-        )
+        async with transaction(conn):  # the number is the next one when the row is written
+            number = await next_version_number(conn)
+            name, path, job_dir = version_paths(adapter_dir, number)
+            await _write(
+                conn,
+                "INSERT INTO adapter_versions (number, name, model, path, parent, status, origin, started_by,"
+                " job_dir, phase, created_at) VALUES (?, ?, ?, ?, ?, 'training', ?, ?, ?, 'exporting', ?)",
+                (number, name, model, str(path), parent, origin, started_by, str(job_dir), _ts(now)),
+            )
     except sqlite3.IntegrityError:
         raise JobAlreadyRunning("a retraining job is already running") from None
     version = await get_version(conn, number)
@@ -872,8 +961,7 @@ async def activate_version(
     data: dict | None = None, figures: dict | None = None,
 ) -> AdapterVersion:
     """Make ``number`` the active version and the active one previous, in one transaction."""
-    await _write(conn, "BEGIN IMMEDIATE")
-    try:
+    async with transaction(conn):
         await _write(conn, "UPDATE adapter_versions SET status = 'previous' WHERE status = 'active' AND number != ?",
                      (number,))
         await _write(
@@ -884,21 +972,15 @@ async def activate_version(
             (_ts(now), _ts(now), reason, json.dumps(data) if data is not None else None,
              json.dumps(figures) if figures is not None else None, number),
         )
-        await _write(conn, "COMMIT")
-    except BaseException:
-        await _write(conn, "ROLLBACK")
-        raise
     version = await get_version(conn, number)
     assert version is not None
     return version
 
 
 async def last_correction_id(conn: aiosqlite.Connection) -> int:
-    async with conn.execute("SELECT COALESCE(MAX(id), 0) FROM corrections") as cursor:
-        return (await cursor.fetchone())[0]
+    return (await _fetchone(conn, "SELECT COALESCE(MAX(id), 0) FROM corrections"))[0]
 
 
 async def count_corrections_since(conn: aiosqlite.Connection, correction_id: int) -> int:
     """Corrections stored after the one with id ``correction_id`` (the newest an adapter was trained on)."""
-    async with conn.execute("SELECT COUNT(*) FROM corrections WHERE id > ?", (correction_id,)) as cursor:
-        return (await cursor.fetchone())[0]
+    return (await _fetchone(conn, "SELECT COUNT(*) FROM corrections WHERE id > ?", (correction_id,)))[0]

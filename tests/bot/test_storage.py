@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -82,3 +84,91 @@ async def test_stats_windows(tmp_path):
     assert (week.classified, week.labels["hate"].flags, week.labels["hate"].precision) == (1, 1, 1.0)
     assert (month.classified, month.labels["hate"].reviewed, month.labels["hate"].precision) == (2, 2, 0.5)
     await conn.close()
+
+
+HATE = Prediction("hate", {"hate": 0.9, "offensive": 0.05, "neutral": 0.05}, "m", "v")
+
+
+async def _predict(conn, message_id: int) -> storage.PredictionRecord:
+    return await storage.add_prediction(conn, guild_id=1, channel_id=2, message_id=message_id, author_id=3,
+                                        prediction=HATE, text=None, now=NOW)
+
+
+@pytest.fixture
+async def conn(tmp_path):
+    conn = await storage.open_database(tmp_path / "m.sqlite3")
+    yield conn
+    await conn.close()
+
+
+async def _prediction_ids(conn) -> list[int]:
+    async with conn.execute("SELECT id FROM predictions ORDER BY id") as cursor:
+        return [row[0] for row in await cursor.fetchall()]
+
+
+async def test_a_write_from_another_coroutine_is_not_rolled_back_with_a_failed_transaction(conn, tmp_path):
+    await storage.register_adapter(conn, number=1, name="v1", model="m", path=tmp_path / "v1", source=None, now=NOW)
+    # registering number 1 again fails inside its transaction (after its first UPDATE) and rolls back;
+    # a prediction stored meanwhile by another coroutine must stay stored
+    registered, record = await asyncio.gather(
+        storage.register_adapter(conn, number=1, name="v1", model="m", path=tmp_path / "v1", source=None, now=NOW),
+        _predict(conn, 10),
+        return_exceptions=True,
+    )
+    assert isinstance(registered, sqlite3.IntegrityError)
+    assert await _prediction_ids(conn) == [record.id]
+    assert (await storage.active_version(conn)).number == 1  # the failed transaction changed nothing
+
+
+async def test_two_transactions_at_once_run_one_after_the_other(conn, tmp_path):
+    for number in (1, 2, 3):
+        await storage.register_adapter(conn, number=number, name=f"v{number}", model="m", path=tmp_path / f"v{number}",
+                                       source=None, now=NOW)
+    await asyncio.gather(storage.activate_version(conn, 1, now=NOW), storage.activate_version(conn, 2, now=NOW),
+                         _predict(conn, 11))
+    assert (await storage.active_version(conn)).number == 2
+    statuses = {v.number: v.status for v in await storage.list_versions(conn)}
+    assert statuses == {1: "previous", 2: "active", 3: "previous"}
+    assert len(await _prediction_ids(conn)) == 1
+
+
+async def test_no_statement_from_another_coroutine_enters_a_transaction(conn):
+    inside, release = asyncio.Event(), asyncio.Event()
+
+    async def transaction_that_fails():
+        async with storage.transaction(conn):
+            await _predict(conn, 1)
+            inside.set()
+            await release.wait()
+            raise RuntimeError("the transaction fails after its first write")
+
+    failing = asyncio.create_task(transaction_that_fails())
+    await inside.wait()
+    write = asyncio.create_task(_predict(conn, 2))
+    read = asyncio.create_task(storage.latest_prediction(conn, 1))
+    await asyncio.sleep(0.05)
+    assert not write.done() and not read.done()  # both wait for the transaction to end
+    release.set()
+    with pytest.raises(RuntimeError, match="fails after its first write"):
+        await failing
+    assert await read is None  # it never saw the write that was rolled back
+    assert await _prediction_ids(conn) == [(await write).id]
+
+
+async def test_a_cancelled_transaction_is_rolled_back_and_the_connection_stays_usable(conn):
+    started = asyncio.Event()
+
+    async def slow_transaction():
+        async with storage.transaction(conn):
+            await _predict(conn, 1)
+            started.set()
+            await asyncio.Event().wait()
+
+    task = asyncio.create_task(slow_transaction())
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not conn.in_transaction
+    record = await _predict(conn, 2)
+    assert await _prediction_ids(conn) == [record.id]
