@@ -132,37 +132,15 @@ def parse_duration(raw: str, name: str) -> int | None:
 
 
 def parse_options(raw: str, name: str) -> dict:
-    """Training options as "key=value,key=value" (any `modbot train` option, with underscores)."""
-    from dataclasses import fields as dataclass_fields
+    """Training options as "key=value,key=value": `modbot train`'s options, typed and checked by TrainArgs."""
+    from training.args import parse_overrides
+    from training.errors import TrainingError
+    from training.retrain import SET_BY_THE_JOB
 
-    from training.args import TrainArgs
-
-    known = {f.name: f for f in dataclass_fields(TrainArgs)}
-    options: dict = {}
-    for item in (part.strip() for part in raw.split(",")):
-        if not item:
-            continue
-        key, sep, value = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or key not in known or key in ("data", "out", "val", "eval_on", "exclude", "version", "overwrite"):
-            raise SettingsError(
-                f"{name}: {item!r} is not an option=value pair of a training option "
-                "(for example epochs=3,lr=0.001,device=cuda)."
-            )
-        value = value.strip()
-        default = known[key].default
-        try:
-            if isinstance(default, bool):
-                options[key] = value.lower() in ("1", "true", "yes", "on")
-            elif isinstance(default, int) or key in ("max_steps", "per_class"):
-                options[key] = int(value)
-            elif isinstance(default, float):
-                options[key] = float(value)
-            else:
-                options[key] = value
-        except ValueError:
-            raise SettingsError(f"{name}: {key}={value!r} is not a number.") from None
-    return options
+    try:
+        return parse_overrides(raw, SET_BY_THE_JOB)
+    except TrainingError as exc:
+        raise SettingsError(f"{name}: {exc}") from None
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:

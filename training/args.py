@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from model.config import DEFAULT_MODEL, QUANTIZATIONS
@@ -96,3 +99,66 @@ class TrainArgs:
         if values["init_adapter"] is not None:
             values["init_adapter"] = str(values["init_adapter"])
         return values
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def parse_overrides(raw: str, fixed: Mapping[str, str] | None = None) -> dict:
+    """TrainArgs overrides from ``"name=value,name=value"`` (the names of `modbot train`'s options, with ``-`` or
+    ``_``), each value typed by its TrainArgs field and the whole set checked by TrainArgs itself.
+
+    ``fixed``: fields the caller sets itself, each with why (an override of them would be ignored).
+    TrainingError names the option.
+    """
+    hints = typing.get_type_hints(TrainArgs)
+    known = {f.name for f in fields(TrainArgs)}
+    options: dict = {}
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        key, value = key.strip().replace("-", "_"), value.strip()
+        if not sep or not key:
+            raise TrainingError(f"{item!r} is not an option=value pair (for example epochs=3,lr=0.001,device=cuda).")
+        if key not in known:
+            raise TrainingError(f"{key!r} is not a training option (see `modbot train --help`, with underscores).")
+        if fixed and key in fixed:
+            raise TrainingError(f"{key} {fixed[key]}.")
+        options[key] = _option_value(key, hints[key], value)
+    try:
+        TrainArgs(data=(Path("-"),), out=Path("-"), **options)
+    except TrainingError as exc:
+        raise TrainingError(f"{exc}".rstrip(".") + f" (from {_shown(options)}).") from None
+    return options
+
+
+def _option_value(key: str, hint, value: str):
+    """``value`` as the type of TrainArgs' field ``key`` (``none`` for a field that may be None)."""
+    choices = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    base = [t for t in choices if t is not type(None)]
+    if len(base) != len(choices) and value.lower() in ("none", ""):
+        return None
+    kind = base[0] if len(base) == 1 else None
+    if kind is bool:
+        if value.lower() in _TRUE + _FALSE:
+            return value.lower() in _TRUE
+        raise TrainingError(f"{key}={value!r} is not true or false.")
+    if kind is int:
+        try:
+            return int(value)
+        except ValueError:
+            raise TrainingError(f"{key}={value!r} is not a whole number.") from None
+    if kind is float:
+        try:
+            return float(value)
+        except ValueError:
+            raise TrainingError(f"{key}={value!r} is not a number.") from None
+    if kind is str:
+        return value
+    raise TrainingError(f"{key} takes files, which cannot be set as an option.")
+
+
+def _shown(options: dict) -> str:
+    return ",".join(f"{key}={value}" for key, value in options.items())

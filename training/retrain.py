@@ -59,6 +59,16 @@ _NOT_INHERITED = {"data", "out", "val", "eval_on", "exclude", "cache_dir", "over
                   "val_per_class", "test_per_class", "val_fraction", "model", "quantization", "device",
                   "max_steps"}
 
+# TrainArgs fields the job sets itself: an override (MODBOT_RETRAIN_OPTIONS) would be ignored, so it is refused.
+SET_BY_THE_JOB = {
+    **dict.fromkeys(("data", "val", "eval_on", "exclude"), "is chosen by the job (the active adapter's data and "
+                                                           "the corrections)"),
+    **dict.fromkeys(("out", "version", "overwrite"), "is chosen by the job (the registry's next version)"),
+    "model": "is set by MODBOT_MODEL",
+    "quantization": "is set by MODBOT_QUANTIZATION",
+    "cache_dir": "is set by MODBOT_CACHE_DIR",
+}
+
 
 class Cancelled(BaseException):
     """SIGTERM: the bot (or Ctrl-C in `modbot retrain`) asked the job to stop."""
@@ -240,9 +250,9 @@ def train_args(spec: JobSpec, prepared: Prepared, metadata: dict):
                  if k in known and k not in _NOT_INHERITED}
     inherited["strategy"] = metadata.get("strategy", inherited.get("strategy", "all"))
     options = dict(spec.options or {})
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise TrainingError(f"MODBOT_RETRAIN_OPTIONS: unknown option(s) {', '.join(unknown)}.")
+    refused = sorted(set(options) - known | set(options) & set(SET_BY_THE_JOB))
+    if refused:
+        raise TrainingError(f"MODBOT_RETRAIN_OPTIONS: not options a retrain takes: {', '.join(refused)}.")
     eval_on = (prepared.gold_file,) + ((prepared.heldout_file,) if prepared.heldout_file else ())
     values = {
         **inherited,

@@ -49,6 +49,42 @@ def test_a_wrong_setting_names_the_variable(variable, value):
         Settings.from_env({variable: value})
 
 
+def test_retrain_options_take_their_types_from_train_args():
+    from pathlib import Path
+
+    from training.args import TrainArgs
+
+    raw = "threads=2,gradient_checkpointing=yes,lr=1e-3,max_steps=none,per_class=50,strategy=attention,device=cuda"
+    options = Settings.from_env({"MODBOT_RETRAIN_OPTIONS": raw}).retrain_options
+    assert options == {"threads": 2, "gradient_checkpointing": True, "lr": 0.001, "max_steps": None,
+                       "per_class": 50, "strategy": "attention", "device": "cuda"}
+    args = TrainArgs(data=(Path("train.jsonl"),), out=Path("out"), **options)  # what the job builds: no TypeError
+    assert (args.threads, args.gradient_checkpointing) == (2, True)
+    assert Settings.from_env({"MODBOT_RETRAIN_OPTIONS": "gradient-checkpointing=off"}).retrain_options == {
+        "gradient_checkpointing": False}
+
+
+@pytest.mark.parametrize(("raw", "named"), [
+    ("gradient_checkpointing=maybe", "gradient_checkpointing='maybe' is not true or false"),
+    ("threads=two", "threads='two' is not a whole number"),
+    ("lr=fast", "lr='fast' is not a number"),
+    ("epochs=0", "epochs must be 1 or more"),
+    ("optimizer=sgd", "optimizer 'sgd'"),
+    ("nonsense=1", "'nonsense' is not a training option"),
+    ("epochs", "'epochs' is not an option=value pair"),
+    ("data=x.csv", "data is chosen by the job"),
+    ("model=gpt2", "model is set by MODBOT_MODEL"),
+])
+def test_a_wrong_retrain_option_is_one_line_naming_it(clean_env, capsys, raw, named):
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({"MODBOT_RETRAIN_OPTIONS": raw})
+    message = str(raised.value)
+    assert message.startswith("MODBOT_RETRAIN_OPTIONS: ") and named in message and "\n" not in message
+    clean_env.setenv("MODBOT_RETRAIN_OPTIONS", raw)
+    assert main(["retrain"]) == 2
+    assert capsys.readouterr().err == f"modbot: error: {message}\n"
+
+
 def test_run_without_a_token_is_one_line_and_exit_2(clean_env, capsys):
     assert main(["run"]) == 2
     err = capsys.readouterr().err
