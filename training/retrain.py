@@ -55,9 +55,11 @@ VAL_PERCENT = 10
 MAX_F1_DROP = 0.01
 # TrainArgs fields a spec may never take from the active adapter's metadata: they describe where data and
 # output are, or how the first adapter was sampled from a large dataset (its train.jsonl is that sample).
+# init_adapter names a directory of the machine that trained the adapter: a retrain trains a fresh LoRA
+# (joined to the active adapter when that is a soup), wherever it runs.
 _NOT_INHERITED = {"data", "out", "val", "eval_on", "exclude", "cache_dir", "overwrite", "version", "per_class",
                   "val_per_class", "test_per_class", "val_fraction", "model", "quantization", "device",
-                  "max_steps"}
+                  "max_steps", "init_adapter"}
 
 # TrainArgs fields the job sets itself: an override (MODBOT_RETRAIN_OPTIONS) would be ignored, so it is refused.
 SET_BY_THE_JOB = {
