@@ -17,6 +17,7 @@ import json
 import logging
 import re
 import sqlite3
+import time
 import weakref
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -37,11 +38,14 @@ _MIGRATION_NAME = re.compile(r"^(\d{4})_(\w+)\.sql$")
 
 ACTIONS = ("flag", "delete", "timeout", "none")
 _PAGE = 500  # rows per statement when reading a long list
+BUSY_TIMEOUT_MS = 5000  # how long SQLite itself waits for another process's lock, per try
+LOCKED_RETRY_SECONDS = 300.0  # how long a statement keeps trying while another process holds the database
+_LOCKED_PAUSE = 0.1
 EXEMPTION_KINDS = ("channel", "role")
 
 
 class StorageError(ModbotError):
-    """The database cannot be opened or migrated."""
+    """The database cannot be opened, migrated or used (another process held it for too long)."""
 
 
 # --------------------------------------------------------------------------- opening, migrations
@@ -127,7 +131,7 @@ async def _statement(
         turns.running += 1  # no await between the check and this: no transaction can start in between
         turns.idle.clear()
     try:
-        cursor = await conn.execute(sql, parameters)
+        cursor = await _execute_when_unlocked(conn, sql, parameters)
         try:
             rows = list(await cursor.fetchall()) if fetch else []
         finally:
@@ -138,6 +142,46 @@ async def _statement(
             turns.running -= 1
             if turns.running == 0:
                 turns.idle.set()
+
+
+def _locked(exc: sqlite3.OperationalError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return "database is locked" in str(exc)
+
+
+async def _execute_when_unlocked(conn: aiosqlite.Connection, sql: str, parameters: tuple | list) -> aiosqlite.Cursor:
+    """Execute, trying again while another process holds the database (a backup, an open `sqlite3` shell).
+
+    Each try already waits up to the busy timeout inside SQLite; past LOCKED_RETRY_SECONDS in all, the
+    statement fails with a StorageError. Until then the caller (a prediction, a decision) keeps waiting
+    with what it has to store, instead of losing it to `database is locked`.
+    """
+    waiting_since = next_warning = None
+    while True:
+        try:
+            cursor = await conn.execute(sql, parameters)
+        except sqlite3.OperationalError as exc:
+            if not _locked(exc):
+                raise
+            now = time.monotonic()
+            if waiting_since is None:
+                waiting_since, next_warning = now, now
+            waited = now - waiting_since
+            if waited >= LOCKED_RETRY_SECONDS:
+                raise StorageError(
+                    f"The database stayed locked by another process for {waited:.1f} s; gave up: {exc}"
+                ) from None
+            if now >= next_warning:
+                log.warning("The database is locked by another process: waiting to use it (%.0f s so far, "
+                            "giving up after %.0f s)", waited, LOCKED_RETRY_SECONDS)
+                next_warning = now + 30
+            await asyncio.sleep(_LOCKED_PAUSE)
+            continue
+        if waiting_since is not None:
+            log.warning("The database is free again after %.1f s", time.monotonic() - waiting_since)
+        return cursor
 
 
 async def _write(conn: aiosqlite.Connection, sql: str, parameters: tuple = ()) -> aiosqlite.Cursor:
@@ -179,7 +223,7 @@ async def open_database(path: Path | str) -> aiosqlite.Connection:
         await _write(conn, "PRAGMA journal_mode = WAL")
         await _write(conn, "PRAGMA foreign_keys = ON")
         await _write(conn, "PRAGMA synchronous = NORMAL")
-        await _write(conn, "PRAGMA busy_timeout = 5000")
+        await _write(conn, f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
         applied = await migrate(conn)
     except sqlite3.DatabaseError as exc:
         await conn.close()

@@ -49,6 +49,12 @@ class Flagging(commands.Cog):
     # ------------------------------------------------------------------ classification
 
     async def check(self, message: discord.Message, *, edited: bool) -> None:
+        try:
+            await self._check(message, edited=edited)
+        except storage.StorageError as exc:  # another process held the database for minutes
+            log.error("Message %d in channel %d was not stored: %s", message.id, message.channel.id, exc)
+
+    async def _check(self, message: discord.Message, *, edited: bool) -> None:
         if message.guild is None or message.author.bot or message.webhook_id is not None:
             return
         if message.type not in USER_MESSAGE_TYPES or not has_content(message.content):

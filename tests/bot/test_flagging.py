@@ -188,3 +188,33 @@ def test_a_50000_character_text_fits_a_card():
     assert len(embed) <= 6000 and len(embed.description) <= 4096  # Discord's limits for one embed
     assert embed.description.endswith("(48,500 more characters)")
     assert "\\*\\*bold\\*\\*" in embed.description  # the author's formatting is shown, not applied
+
+
+async def test_a_message_that_arrives_while_another_process_holds_the_database_is_stored_after(
+        env, server, tmp_path):
+    from .test_storage import hold_the_database
+
+    async with env.bot.db.execute("PRAGMA busy_timeout = 100"):  # SQLite's own wait (5 s in use), made short
+        pass
+    holder = hold_the_database(env.bot.settings.db_path, 1.0)
+    message = await server.member.send(server.general, f"those people are {HATE_WORD}")
+    assert holder.wait(10) == 0
+    prediction = await storage.latest_prediction(env.bot.db, message.id)
+    assert prediction is not None and prediction.label == "hate"
+    assert len(server.cards()) == 1
+
+
+async def test_a_database_locked_for_too_long_loses_the_message_with_one_log_line(env, server, monkeypatch, caplog):
+    from .test_storage import hold_the_database
+
+    async with env.bot.db.execute("PRAGMA busy_timeout = 100"):
+        pass
+    monkeypatch.setattr(storage, "LOCKED_RETRY_SECONDS", 0.3)
+    holder = hold_the_database(env.bot.settings.db_path, 2.0)
+    message = await server.member.send(server.general, f"those people are {HATE_WORD}")
+    assert holder.wait(10) == 0
+    assert await storage.latest_prediction(env.bot.db, message.id) is None
+    [line] = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert line.getMessage().startswith(f"Message {message.id} in channel {server.general.id} was not stored: "
+                                        "The database stayed locked by another process")
+    assert line.exc_info is None and env.errors == []

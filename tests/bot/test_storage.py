@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -172,3 +174,41 @@ async def test_a_cancelled_transaction_is_rolled_back_and_the_connection_stays_u
     assert not conn.in_transaction
     record = await _predict(conn, 2)
     assert await _prediction_ids(conn) == [record.id]
+
+
+# Another process that takes the database's write lock, holds it for argv[2] seconds, then lets go.
+HOLD_THE_DATABASE = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+conn.execute("COMMIT")
+"""
+
+
+def hold_the_database(path, seconds: float) -> subprocess.Popen:
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_THE_DATABASE, str(path), str(seconds)],
+                              stdout=subprocess.PIPE)
+    assert holder.stdout.readline() == b"locked\n"
+    return holder
+
+
+async def test_a_write_waits_for_another_process_holding_the_database_longer_than_the_busy_timeout(
+        conn, tmp_path, caplog):
+    await storage._write(conn, "PRAGMA busy_timeout = 100")  # SQLite's own wait (5 s in use), made short
+    holder = hold_the_database(tmp_path / "m.sqlite3", 1.0)
+    record = await _predict(conn, 1)
+    assert holder.wait(10) == 0
+    assert await _prediction_ids(conn) == [record.id]
+    assert "The database is locked by another process" in caplog.text
+
+
+async def test_a_database_locked_for_too_long_is_one_clear_error(conn, tmp_path, monkeypatch):
+    await storage._write(conn, "PRAGMA busy_timeout = 100")
+    monkeypatch.setattr(storage, "LOCKED_RETRY_SECONDS", 0.3)
+    holder = hold_the_database(tmp_path / "m.sqlite3", 2.0)
+    with pytest.raises(storage.StorageError, match=r"stayed locked by another process for 0\.\d s"):
+        await _predict(conn, 1)
+    assert holder.wait(10) == 0
+    assert await _prediction_ids(conn) == []
