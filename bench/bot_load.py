@@ -1,7 +1,7 @@
 """The whole bot under load: a steady stream of messages, then a burst, through SimCord, with the default model.
 
     .venv/bin/python bench/bot_load.py [--quick] [--rate 5] [--duration 60] [--burst 300]
-                                       [--data ../shared/data/seed_val.csv] [--out bench/results/bot_load.json]
+                                       [--data data/seed_val.csv] [--out bench/results/bot_load.json]
 
 The real bot (``create_bot``) runs in a simulated Discord server (SimCord, offline) with the default model
 (``Classifier.from_settings(ModelSettings())``: smollm2-135m with its shipped adapter when there is one) and
@@ -78,7 +78,7 @@ if str(REPO) not in sys.path:
 from model import Classifier, ModelSettings  # noqa: E402
 from model.prompt import has_content  # noqa: E402
 
-DEFAULT_DATA = Path("../shared/data/seed_val.csv")  # relative to the repository root
+DEFAULT_DATA = Path("data/seed_val.csv")  # relative to the repository root
 RESULTS = REPO / "bench" / "results" / "bot_load.json"
 QUICK = {"rate": 5.0, "duration": 10.0, "burst": 60}
 DB_POLL_S = 0.005

@@ -1,6 +1,6 @@
 """Classification speed: the reference experiment's generate() against label scoring and the serving fast path.
 
-    .venv/bin/python bench/classify.py [--quick] [--data ../shared/data/seed_val.csv]
+    .venv/bin/python bench/classify.py [--quick] [--data data/seed_val.csv]
 
 Loads the default model with its shipped adapter when there is one (``ModelSettings()`` from the
 environment, as the bot does), then classifies the same messages four ways:
@@ -45,7 +45,7 @@ from model.labels import LABELS  # noqa: E402
 from model.prompt import PromptBuilder  # noqa: E402
 from model.scoring import label_log_likelihoods  # noqa: E402
 
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "seed_val.csv"
+DEFAULT_DATA = REPO / "data" / "seed_val.csv"
 RESULTS = REPO / "bench" / "results" / "classify.json"
 QUICK_MESSAGES = 50
 _WORD = re.compile(r"[a-z]+")

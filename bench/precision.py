@@ -1,6 +1,6 @@
 """Does bf16 or PyTorch's dynamic int8 quantisation make the served classifier faster here, at what cost?
 
-    .venv/bin/python bench/precision.py [--quick] [--data ../shared/data/seed_val.csv]
+    .venv/bin/python bench/precision.py [--quick] [--data data/seed_val.csv]
 
 The default model with its shipped adapter (if any), served through the fast path (cached instruction
 prefix, label-row head, merged LoRA), in three precisions:

@@ -1,6 +1,6 @@
 """Training cost: seconds per epoch, examples/s, peak memory and optimiser state per strategy, base and optimiser.
 
-    .venv/bin/python bench/train.py [--quick] [--steps 12] [--threads 1] [--data ../shared/data/seed_train.csv]
+    .venv/bin/python bench/train.py [--quick] [--steps 12] [--threads 1] [--data data/seed_train.csv]
 
 The default model (SmolLM2-135M-Instruct on the CPU) trains on the messages of ``--data`` (1,000) in
 12 configurations: strategy ``1d``, ``attention`` or ``all`` (LoRA r8) x base in full precision
@@ -53,7 +53,7 @@ if str(REPO) not in sys.path:
 # Before torch loads (lazily, below): `model` sets OMP_WAIT_POLICY=PASSIVE unless the environment sets it.
 import model as _sets_omp_wait_policy  # noqa: E402, F401
 
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "seed_train.csv"
+DEFAULT_DATA = REPO / "data" / "seed_train.csv"
 RESULTS = REPO / "bench" / "results" / "train.json"
 STRATEGIES = ("1d", "attention", "all")
 BASES = ("none", "8bit")
