@@ -23,6 +23,8 @@ from model.errors import ModbotError
 
 log = logging.getLogger(__name__)
 
+DROP_REPORT_INTERVAL = 10.0  # seconds between two warnings about a full queue
+
 
 class SupportsClassify(Protocol):
     """What the service needs of a classifier (model.Classifier, or a stand-in with the same contract)."""
@@ -70,6 +72,8 @@ class ClassificationService:
         self._closed = False
         self.classified = 0
         self.dropped = 0
+        self._dropped_unreported = 0
+        self._last_drop_report: float | None = None
         self._batch_sizes: Counter[int] = Counter()
         self._seconds_in_model = 0.0
 
@@ -103,14 +107,27 @@ class ClassificationService:
             self._queue.put_nowait((text, future))
         except asyncio.QueueFull:
             self.dropped += 1
-            log.warning(
-                "Classification queue full (%d waiting): a message was dropped, %d dropped since start",
-                self._queue.qsize(), self.dropped,
-            )
+            self._dropped_unreported += 1
+            now = time.monotonic()
+            if self._last_drop_report is None or now - self._last_drop_report >= DROP_REPORT_INTERVAL:
+                self._report_drops()
             raise QueueFull(f"the classification queue is full ({self._queue.maxsize} messages)") from None
         if self._drainer is None or self._drainer.done():
             self._drainer = asyncio.get_running_loop().create_task(self._drain(), name="modbot-classify-drain")
         return await future
+
+    def _report_drops(self) -> None:
+        """One warning for the drops since the last one: at most one per interval during a burst."""
+        if not self._dropped_unreported:
+            return
+        since = "" if self._last_drop_report is None else f" in the last {time.monotonic() - self._last_drop_report:.0f} s"
+        log.warning(
+            "Classification queue full (%d messages): %d message%s dropped%s, %d since start",
+            self._queue.maxsize, self._dropped_unreported, "" if self._dropped_unreported == 1 else "s", since,
+            self.dropped,
+        )
+        self._dropped_unreported = 0
+        self._last_drop_report = time.monotonic()
 
     def stats(self) -> ServiceStats:
         return ServiceStats(
@@ -137,6 +154,7 @@ class ClassificationService:
             if not future.done():
                 future.set_exception(ServiceClosed("the classification service was closed"))
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._report_drops()
 
     # ------------------------------------------------------------------ the drain
 
@@ -179,3 +197,4 @@ class ClassificationService:
             for (_, future), prediction in zip(batch, predictions, strict=True):
                 if not future.done():
                     future.set_result(prediction)
+        self._report_drops()  # the queue has drained: the burst that filled it is over

@@ -73,8 +73,8 @@ class Flagging(commands.Cog):
             return
         try:
             prediction = await self.bot.service.classify(message.content)
-        except QueueFull:
-            log.warning("Message %d in channel %d was not classified: the queue is full", message.id, channel.id)
+        except QueueFull:  # the service logs the drops, a few lines per burst
+            log.debug("Message %d in channel %d was not classified: the queue is full", message.id, channel.id)
             return
         except ServiceClosed:
             return

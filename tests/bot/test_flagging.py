@@ -218,3 +218,30 @@ async def test_a_database_locked_for_too_long_loses_the_message_with_one_log_lin
     assert line.getMessage().startswith(f"Message {message.id} in channel {server.general.id} was not stored: "
                                         "The database stayed locked by another process")
     assert line.exc_info is None and env.errors == []
+
+
+async def test_a_queue_overflow_logs_a_few_lines_not_two_per_dropped_message(make_bot, settings, caplog):
+    import dataclasses
+    import time
+
+    import simcord
+
+    from .conftest import KeywordClassifier, Server
+
+    class Slow(KeywordClassifier):
+        def classify(self, texts):
+            time.sleep(0.02)
+            return super().classify(texts)
+
+    bot = make_bot(settings_=dataclasses.replace(settings, queue_size=4), classifier_=Slow())
+    async with simcord.run(bot) as env:
+        server = Server(env)
+        for i in range(150):
+            env.backend.create_message(server.general.id, server.member.id, f"message number {i}")
+        await env.settle(timeout=60)
+        dropped = env.bot.service.stats().dropped
+        stored = await storage.count_predictions(env.bot.db)
+    assert dropped > 50 and stored == 150 - dropped
+    lines = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert 1 <= len(lines) <= 3, lines
+    assert lines[-1].endswith(f"{dropped} since start")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 
 import pytest
@@ -39,7 +40,7 @@ async def test_a_full_queue_drops_counts_and_logs(caplog):
     with pytest.raises(QueueFull):
         await service.classify("and another")
     assert service.stats().dropped == 2
-    assert "Classification queue full" in caplog.text and "2 dropped since start" in caplog.text
+    assert "Classification queue full" in caplog.text and "1 message dropped, 1 since start" in caplog.text
     classifier.release.set()
     results = await asyncio.gather(first, *waiting)
     assert [r.label for r in results] == ["neutral"] * 4
@@ -84,3 +85,22 @@ async def test_tiny_real_classifier_handles_empty_and_50000_character_messages(t
     assert empty.skipped and empty.label == "neutral"
     assert long.truncated and abs(sum(long.probabilities.values()) - 1) < 1e-4
     await service.close()
+
+
+async def test_a_burst_of_drops_is_logged_as_a_few_lines_with_counts(caplog):
+    classifier = GatedClassifier()
+    service = ClassificationService(classifier, batch_size=2, queue_size=3, max_wait=0)
+    first = asyncio.ensure_future(service.classify("first"))
+    await asyncio.get_running_loop().run_in_executor(None, classifier.entered.wait, 10)
+    waiting = [asyncio.ensure_future(service.classify(f"m{i}")) for i in range(3)]
+    await asyncio.sleep(0)
+    for i in range(500):
+        with pytest.raises(QueueFull):
+            await service.classify(f"dropped {i}")
+    classifier.release.set()
+    await asyncio.gather(first, *waiting)
+    await service.close()
+    lines = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert 1 <= len(lines) <= 2, lines  # the first drop at once, the rest when the queue has drained
+    assert sum(int(re.search(r"(\d+) messages? dropped", line).group(1)) for line in lines) == 500
+    assert lines[-1].endswith("500 since start")
