@@ -11,6 +11,8 @@ import sys
 from model.errors import ModbotError
 from model.quiet import quiet_transformers
 
+from .settings import load_dotenv_file
+
 # One module per subcommand (or group of related subcommands), registered in this order.
 COMMAND_MODULES: tuple[str, ...] = (
     "bot.commands.classify",
@@ -48,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        load_dotenv_file()  # before any setting is read, MODBOT_LOG_LEVEL included
         configure_logging(args.log_level)
         return int(args.handler(args) or 0)
     except ModbotError as exc:

@@ -74,9 +74,7 @@ class Settings:
         Variables already set in the environment win over `.env`, so a deployment can override the file.
         """
         if env is None:
-            from dotenv import find_dotenv, load_dotenv
-
-            load_dotenv(find_dotenv(usecwd=True), override=False)
+            load_dotenv_file()
             env = os.environ
         token = env.get("DISCORD_TOKEN", "").strip() or None
         db = env.get("MODBOT_DB", "").strip()
@@ -109,6 +107,17 @@ class Settings:
     @property
     def logging_level(self) -> int:
         return logging.getLevelName(self.log_level)
+
+
+def load_dotenv_file() -> None:
+    """Read `.env` (the working directory's, or the nearest above it) into the environment.
+
+    The one settings path: every `modbot` command calls this at its entry (`bot.cli.main`), before any
+    setting is read. Variables already set in the environment win, so a deployment can override the file.
+    """
+    from dotenv import find_dotenv, load_dotenv
+
+    load_dotenv(find_dotenv(usecwd=True), override=False)
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:

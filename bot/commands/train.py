@@ -208,10 +208,11 @@ def run_soup(args: argparse.Namespace) -> int:
     missing = [path for path in args.eval_on if not path.is_file()]
     if missing:  # before the soup is written, not after
         raise TrainingError(f"--eval-on {missing[0]}: no such file.")
+    settings = ModelSettings.from_env() if args.eval_on else None  # a wrong setting, too
     make_soup(args.adapters, args.out, version=args.version, overwrite=args.overwrite, echo=_echo)
     if args.eval_on:
         _set_threads(args.threads)
-        evaluate_soup(args.out, args.eval_on, ModelSettings.from_env(), echo=_echo)
+        evaluate_soup(args.out, args.eval_on, settings, echo=_echo)
     return 0
 
 

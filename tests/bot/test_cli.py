@@ -117,6 +117,44 @@ def test_run_reads_dotenv(clean_env, tmp_path, capsys):
     assert "MODBOT_RETENTION_DAYS='never'" in capsys.readouterr().err
 
 
+def _modbot(args: list[str], cwd, **extra_env):
+    """`modbot ARGS` in its own process, in ``cwd``, with no MODBOT_ variable nor DISCORD_TOKEN in its environment."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODBOT_") and k != "DISCORD_TOKEN"}
+    return subprocess.run([sys.executable, "-m", "bot.cli", *args], cwd=cwd, env={**env, **extra_env},
+                          capture_output=True, text=True, timeout=180)
+
+
+@pytest.mark.parametrize("command", [
+    ["classify", "hello"],
+    ["eval", "--data", "data.csv"],
+    ["train", "--data", "data.csv", "--out", "adapter"],
+    ["compare", "--data", "data.csv", "--out", "compared", "--strategies", "few-shot"],
+    ["soup", "a", "b", "--out", "soup", "--eval-on", "data.csv"],
+], ids=lambda command: command[0])
+def test_every_command_reads_dotenv(tmp_path, command):
+    """A setting given only in .env (in the working directory) reaches every command: here a wrong one, which
+    each command must refuse, naming it, before doing any work."""
+    (tmp_path / "data.csv").write_text("text,label\nhello,neutral\nyou idiot,offensive\nvermin,hate\n")
+    (tmp_path / ".env").write_text("MODBOT_DEVICE=from-dotenv\n")
+    done = _modbot(command, tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("modbot: error: MODBOT_DEVICE='from-dotenv'")
+    assert not any((tmp_path / name).exists() for name in ("adapter", "compared", "soup"))
+
+
+def test_classify_uses_the_model_named_in_dotenv(tmp_path, tiny_model_dir):
+    (tmp_path / ".env").write_text(f"MODBOT_MODEL={tiny_model_dir}\nMODBOT_DEVICE=cpu\nMODBOT_QUANTIZATION=none\n"
+                                   f"MODBOT_ADAPTER=none\nMODBOT_CACHE_DIR={tmp_path / 'cache'}\n")
+    done = _modbot(["classify", "--json", "hello there"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "classifying zero-shot" in done.stderr  # MODBOT_ADAPTER=none
+    assert json.loads(done.stdout.strip().splitlines()[-1])["model"] == str(tiny_model_dir)
+
+
 async def _fill(db_path):
     conn = await storage.open_database(db_path)
     now = datetime(2026, 5, 1, 12, tzinfo=UTC)
