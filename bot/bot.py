@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import replace
 
 import aiosqlite
@@ -18,6 +20,11 @@ from .service import ClassificationService, SupportsClassify
 from .settings import Settings
 
 log = logging.getLogger(__name__)
+
+# At shutdown: how long the queued messages may take to classify, then how long their handlers may take to
+# store them (what is not done by then is recorded and classified at the next start).
+SHUTDOWN_DRAIN_SECONDS = 10.0
+SHUTDOWN_HANDLERS_SECONDS = 5.0
 
 # One cog per feature, loaded in this order.
 EXTENSIONS: tuple[str, ...] = (
@@ -56,6 +63,8 @@ class ModBot(commands.Bot):
         self._db: aiosqlite.Connection | None = None
         self._service: ClassificationService | None = None
         self.failed_extensions: dict[str, BaseException] = {}
+        self._handlers: set[asyncio.Task] = set()  # tasks handling a message (see handling_message)
+        self._closing = asyncio.Lock()
         self.tree.on_error = self.on_app_command_error
 
     @property
@@ -139,16 +148,47 @@ class ModBot(commands.Bot):
             except discord.HTTPException:
                 log.debug("Could not answer the failed interaction", exc_info=True)
 
-    async def close(self) -> None:
+    @contextlib.contextmanager
+    def handling_message(self) -> Iterator[None]:
+        """Mark the running task as handling a message: close() lets it finish before closing the database."""
+        task = asyncio.current_task()
+        if task is None:
+            yield
+            return
+        self._handlers.add(task)
         try:
-            await super().close()
+            yield
         finally:
-            if self._service is not None:
-                await self._service.close()
-                self._service = None
-            if self._db is not None:
-                await self._db.close()
-                self._db = None
+            self._handlers.discard(task)
+
+    async def close(self) -> None:
+        """Stop: classify what is queued (for a bounded time), record the rest for the next start, disconnect."""
+        async with self._closing:
+            try:
+                if self._service is not None and not self._service.closed:
+                    await self._finish_messages()
+                await super().close()
+            finally:
+                if self._service is not None:
+                    await self._service.close()
+                    self._service = None
+                if self._db is not None:
+                    await self._db.close()
+                    self._db = None
+
+    async def _finish_messages(self) -> None:
+        unfinished = await self.service.close(timeout=SHUTDOWN_DRAIN_SECONDS)
+        # The handlers that close() woke store their predictions and post their cards, or record their
+        # messages for the next start: give them a moment while the database and Discord are still there.
+        handlers = {task for task in self._handlers if task is not asyncio.current_task() and not task.done()}
+        if handlers:
+            _, still_running = await asyncio.wait(handlers, timeout=SHUTDOWN_HANDLERS_SECONDS)
+            if still_running:
+                log.warning("Stopping: %d messages were still being handled after %.0f s and were cut short",
+                            len(still_running), SHUTDOWN_HANDLERS_SECONDS)
+        if unfinished:
+            log.warning("Stopping: %d queued messages were not classified within %.0f s; they are recorded and "
+                        "the next start classifies them", unfinished, SHUTDOWN_DRAIN_SECONDS)
 
 
 def create_bot(settings: Settings, *, classifier: SupportsClassify | None = None) -> ModBot:

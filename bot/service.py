@@ -70,6 +70,7 @@ class ClassificationService:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modbot-classifier")
         self._drainer: asyncio.Task[None] | None = None
         self._closed = False
+        self._abandoned = 0  # messages of a batch cut short by close()
         self.classified = 0
         self.dropped = 0
         self._dropped_unreported = 0
@@ -140,21 +141,37 @@ class ClassificationService:
             seconds_in_model=self._seconds_in_model,
         )
 
-    async def close(self) -> None:
-        """Stop: fail what is still queued and release the worker thread."""
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def close(self, timeout: float = 0.0) -> int:
+        """Stop taking messages, classify what is queued for up to ``timeout`` seconds, and fail the rest.
+
+        The callers of what was not classified get ServiceClosed (they record their message for the
+        next start). Returns how many that was.
+        """
         self._closed = True
-        if self._drainer is not None and not self._drainer.done():
-            self._drainer.cancel()
+        drainer = self._drainer
+        queued = self._queue.qsize()
+        if queued and timeout > 0 and drainer is not None and not drainer.done():
+            log.info("Stopping: classifying the %d queued messages (for up to %.0f s)", queued, timeout)
+            await asyncio.wait({drainer}, timeout=timeout)
+        if drainer is not None and not drainer.done():
+            drainer.cancel()  # the batch it runs fails with ServiceClosed, counted in self._abandoned
             try:
-                await self._drainer
+                await drainer
             except asyncio.CancelledError:
                 pass
+        unfinished, self._abandoned = self._abandoned, 0
         while not self._queue.empty():
             _, future = self._queue.get_nowait()
             if not future.done():
                 future.set_exception(ServiceClosed("the classification service was closed"))
+                unfinished += 1
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._report_drops()
+        return unfinished
 
     # ------------------------------------------------------------------ the drain
 
@@ -180,8 +197,11 @@ class ClassificationService:
             try:
                 predictions = await loop.run_in_executor(self._executor, classifier.classify, texts)
             except asyncio.CancelledError:
+                # Closed while this batch ran: its callers record their messages for the next start.
                 for _, future in batch:
-                    future.cancel()
+                    if not future.done():
+                        future.set_exception(ServiceClosed("the classification service was closed"))
+                        self._abandoned += 1
                 raise
             except Exception as exc:
                 log.exception("Classifying a batch of %d messages failed", len(batch))

@@ -665,6 +665,7 @@ async def unreviewed_flags(
 async def forget_message(conn: aiosqlite.Connection, message_id: int) -> list[int]:
     """A message was deleted: erase its stored text (corrections keep theirs). Returns the flags it had."""
     await _write(conn, "UPDATE predictions SET text = NULL WHERE message_id = ? AND text IS NOT NULL", (message_id,))
+    await remove_pending_message(conn, message_id)
     rows = await _write_returning(
         conn, "UPDATE flags SET message_deleted = 1 WHERE message_id = ? RETURNING id", (message_id,)
     )
@@ -693,6 +694,47 @@ async def erase_expired_texts(conn: aiosqlite.Connection, cutoff: datetime) -> l
         rows = await _fetchall(conn, f"SELECT id FROM flags WHERE prediction_id IN ({placeholders}) ORDER BY id", chunk)
         flag_ids += [row[0] for row in rows]
     return flag_ids
+
+
+# --------------------------------------------------------------------------- messages left by a shutdown
+
+
+@dataclass(frozen=True)
+class PendingMessage:
+    """A message the bot received but had not classified when it stopped; the next start classifies it."""
+
+    message_id: int
+    guild_id: int
+    channel_id: int
+    edited: bool
+    created_at: datetime
+
+
+async def add_pending_message(
+    conn: aiosqlite.Connection, *, guild_id: int, channel_id: int, message_id: int, edited: bool, now: datetime
+) -> None:
+    """Record a message to classify at the next start (ids only: it is fetched again from Discord then)."""
+    # A message recorded twice (new, then edited) was never classified: it is new, not an edit.
+    await _write(
+        conn,
+        "INSERT INTO pending_messages (message_id, guild_id, channel_id, edited, created_at) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (message_id) DO UPDATE SET edited = MIN(edited, excluded.edited)",
+        (message_id, guild_id, channel_id, int(edited), _ts(now)),
+    )
+
+
+async def pending_messages(conn: aiosqlite.Connection) -> list[PendingMessage]:
+    """Every recorded message, oldest first."""
+    rows = await _fetchall(conn, "SELECT * FROM pending_messages ORDER BY created_at, message_id")
+    return [
+        PendingMessage(message_id=row["message_id"], guild_id=row["guild_id"], channel_id=row["channel_id"],
+                       edited=bool(row["edited"]), created_at=_dt(row["created_at"]))
+        for row in rows
+    ]
+
+
+async def remove_pending_message(conn: aiosqlite.Connection, message_id: int) -> None:
+    await _write(conn, "DELETE FROM pending_messages WHERE message_id = ?", (message_id,))
 
 
 # --------------------------------------------------------------------------- corrections

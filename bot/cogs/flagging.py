@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import timedelta
 
@@ -25,6 +26,13 @@ class Flagging(commands.Cog):
         self.bot = bot
         # Messages the bot deleted itself (the delete and timeout actions): their text is kept for review.
         self._deleted_by_us: set[int] = set()
+        self._resumed = False
+
+    @commands.Cog.listener()
+    async def on_ready(self) -> None:
+        if not self._resumed:  # once per start, not at every reconnection
+            self._resumed = True
+            await self.classify_pending()
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
@@ -49,10 +57,11 @@ class Flagging(commands.Cog):
     # ------------------------------------------------------------------ classification
 
     async def check(self, message: discord.Message, *, edited: bool) -> None:
-        try:
-            await self._check(message, edited=edited)
-        except storage.StorageError as exc:  # another process held the database for minutes
-            log.error("Message %d in channel %d was not stored: %s", message.id, message.channel.id, exc)
+        with self.bot.handling_message():  # a shutdown lets this finish before it closes the database
+            try:
+                await self._check(message, edited=edited)
+            except storage.StorageError as exc:  # another process held the database for minutes
+                log.error("Message %d in channel %d was not stored: %s", message.id, message.channel.id, exc)
 
     async def _check(self, message: discord.Message, *, edited: bool) -> None:
         if message.guild is None or message.author.bot or message.webhook_id is not None:
@@ -76,7 +85,9 @@ class Flagging(commands.Cog):
         except QueueFull:  # the service logs the drops, a few lines per burst
             log.debug("Message %d in channel %d was not classified: the queue is full", message.id, channel.id)
             return
-        except ServiceClosed:
+        except ServiceClosed:  # the bot is stopping: the next start classifies it
+            await storage.add_pending_message(self.bot.db, guild_id=message.guild.id, channel_id=channel.id,
+                                              message_id=message.id, edited=edited, now=discord.utils.utcnow())
             return
         label = config.flag_label(prediction.probabilities)
         log.debug("Message %d: %s %s", message.id, prediction.label, prediction.probabilities)
@@ -140,6 +151,31 @@ class Flagging(commands.Cog):
                 log.warning("Could not time out the author of flagged message %d: %s", message.id, exc)
                 done.append(f"could not time out the author ({exc.text or exc.status})")
         return "; ".join(done)
+
+    async def classify_pending(self) -> None:
+        """Classify the messages the last shutdown left unclassified, fetched again from Discord."""
+        pending = await storage.pending_messages(self.bot.db)
+        if pending:
+            log.info("Classifying %d messages that were still queued when the bot last stopped", len(pending))
+            await asyncio.gather(*(self._classify_pending(item) for item in pending))
+
+    async def _classify_pending(self, item: storage.PendingMessage) -> None:
+        # Removed first: check() records it again if the bot stops before it is classified.
+        await storage.remove_pending_message(self.bot.db, item.message_id)
+        try:
+            channel = self.bot.get_channel(item.channel_id) or await self.bot.fetch_channel(item.channel_id)
+            message = await channel.fetch_message(item.message_id)
+        except (discord.NotFound, discord.Forbidden) as exc:
+            log.debug("Message %d left by the last shutdown is gone or out of reach: %s", item.message_id, exc)
+            return
+        except discord.HTTPException as exc:
+            log.warning("Could not fetch message %d left by the last shutdown (%s); the next start tries again",
+                        item.message_id, exc)
+            await storage.add_pending_message(self.bot.db, guild_id=item.guild_id, channel_id=item.channel_id,
+                                              message_id=item.message_id, edited=item.edited,
+                                              now=discord.utils.utcnow())
+            return
+        await self.check(message, edited=item.edited)
 
     # ------------------------------------------------------------------ deletions
 

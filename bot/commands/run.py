@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
+import signal
 
 from model.errors import ModbotError
 
@@ -32,8 +34,9 @@ def run(args: argparse.Namespace) -> int:
     token = settings.require_token()
     bot = create_bot(settings)
     try:
-        # log_handler=None: logging is configured once, by the entry point.
-        bot.run(token, log_handler=None)
+        asyncio.run(_serve(bot, token))
+    except KeyboardInterrupt:
+        pass  # Ctrl-C: the bot closed as on SIGTERM
     except discord.LoginFailure:
         raise ModbotError(
             "Discord rejected DISCORD_TOKEN: copy a fresh token from the developer portal "
@@ -47,3 +50,12 @@ def run(args: argparse.Namespace) -> int:
     except (aiohttp.ClientError, OSError) as exc:
         raise ModbotError(f"Cannot reach Discord: {exc}") from None
     return 0
+
+
+async def _serve(bot, token: str) -> None:
+    """What ``bot.run`` does, plus SIGTERM (systemd's stop) closing the bot as Ctrl-C does: the close
+    classifies the queued messages and records what it cannot finish, instead of the process just ending."""
+    async with bot:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, lambda: loop.create_task(bot.close()))
+        await bot.start(token)

@@ -212,3 +212,16 @@ async def test_a_database_locked_for_too_long_is_one_clear_error(conn, tmp_path,
         await _predict(conn, 1)
     assert holder.wait(10) == 0
     assert await _prediction_ids(conn) == []
+
+
+async def test_pending_messages_keep_ids_only_and_a_deletion_removes_them(conn):
+    await storage.add_pending_message(conn, guild_id=1, channel_id=2, message_id=10, edited=False, now=NOW)
+    await storage.add_pending_message(conn, guild_id=1, channel_id=2, message_id=10, edited=True, now=NOW)
+    await storage.add_pending_message(conn, guild_id=1, channel_id=2, message_id=11, edited=True, now=NOW)
+    pending = await storage.pending_messages(conn)
+    # recorded new, then edited, before it was ever classified: it is still new (it may get a card)
+    assert [(p.message_id, p.edited) for p in pending] == [(10, False), (11, True)]
+    async with conn.execute("PRAGMA table_info(pending_messages)") as cursor:
+        assert "text" not in {row["name"] for row in await cursor.fetchall()}
+    await storage.forget_message(conn, 11)
+    assert [p.message_id for p in await storage.pending_messages(conn)] == [10]
