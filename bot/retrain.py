@@ -352,7 +352,7 @@ async def start_job(
 async def _launch(conn, settings: Settings, version: storage.AdapterVersion, active: storage.AdapterVersion,
                   gold: Path, *, echo: bool) -> Job:
     job_dir = Path(version.job_dir)
-    job_dir.mkdir(parents=True, exist_ok=True)
+    job_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # its files hold message text
     for stale in ("progress.jsonl", "result.json"):
         (job_dir / stale).unlink(missing_ok=True)
     lines = []
@@ -380,7 +380,7 @@ async def _launch(conn, settings: Settings, version: storage.AdapterVersion, act
     command = [sys.executable, "-m", "training.retrain", "--spec", str(spec_file.resolve())]
     if echo:
         command.append("--echo")
-    with open(log_file, "ab") as log_handle:
+    with open(log_file, "ab", opener=_private) as log_handle:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log_handle,
                                    stderr=None if echo else subprocess.STDOUT, env=env, start_new_session=True)
     await storage.set_job_pid(conn, version.number, process.pid)
@@ -398,8 +398,14 @@ def job_environment(environ) -> dict[str, str]:
 
 def _write_atomically(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
+    with open(tmp, "w", encoding="utf-8", opener=_private) as handle:
+        handle.write(text)
     os.replace(tmp, path)
+
+
+def _private(path, flags: int) -> int:
+    """An ``opener`` creating files 0600: the job's files hold message text."""
+    return os.open(path, flags, 0o600)
 
 
 # --------------------------------------------------------------------------- the end of a job
@@ -594,7 +600,7 @@ async def prepare_remote(conn: aiosqlite.Connection, settings: Settings, directo
     except storage.JobAlreadyRunning:
         raise RetrainRefused("A retraining job is already running: wait for it, or stop it first.") from None
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         await _copy_tree(Path(active.path), directory / "active")
         shutil.copyfile(gold, directory / f"gold{gold.suffix}")
         lines, newest = [], 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 import sqlite3
 import time
@@ -209,11 +210,16 @@ async def _fetchone(conn: aiosqlite.Connection, sql: str, parameters: tuple | li
 async def open_database(path: Path | str) -> aiosqlite.Connection:
     """Open (creating if needed) the database at ``path`` and bring its schema up to date."""
     path = Path(path)
-    if str(path) != ":memory:":
+    in_memory = str(path) == ":memory:"
+    if not in_memory:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # It holds message text: its user's alone. SQLite gives the -wal and -shm the file's mode.
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            pass
         except OSError as exc:
-            raise StorageError(f"MODBOT_DB={path}: cannot create its directory: {exc}") from None
+            raise StorageError(f"MODBOT_DB={path}: cannot create it: {exc}") from None
     try:
         conn = await aiosqlite.connect(path, isolation_level=None)
     except sqlite3.Error as exc:
@@ -233,7 +239,22 @@ async def open_database(path: Path | str) -> aiosqlite.Connection:
         raise
     if applied:
         log.info("Database %s: applied migrations %s", path, ", ".join(map(str, applied)))
+    if not in_memory:
+        _make_private(path)
     return conn
+
+
+def _make_private(path: Path) -> None:
+    """Make a database that earlier versions created readable by others (0644) its user's alone."""
+    for file in (path, path.with_name(f"{path.name}-wal"), path.with_name(f"{path.name}-shm")):
+        try:
+            if file.stat().st_mode & 0o077:
+                file.chmod(0o600)
+                log.info("Database %s: made readable by its owner only (it holds message text)", file)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:  # someone else's file: say so, and keep going
+            log.warning("Database %s is readable by other users and could not be changed: %s", file, exc)
 
 
 def available_migrations() -> list[tuple[int, str, Path]]:

@@ -35,9 +35,10 @@ def write_atomically(out: Path, fill: Callable[[Path], None]) -> None:
     """Call ``fill(tmp)`` to write the directory's contents, then move ``tmp`` to ``out``."""
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp.mkdir(mode=0o700, parents=True)
     try:
         fill(tmp)
+        _make_private(tmp)
         _fsync_tree(tmp)
         if out.exists():
             old = out.parent / f".{out.name}.old-{os.getpid()}"
@@ -49,6 +50,12 @@ def write_atomically(out: Path, fill: Callable[[Path], None]) -> None:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _make_private(directory: Path) -> None:
+    """Files 0600, directories 0700: an adapter's train.jsonl holds the messages it was trained on."""
+    for path in directory.rglob("*"):
+        path.chmod(0o700 if path.is_dir() else 0o600)
 
 
 def _fsync_tree(directory: Path) -> None:

@@ -473,6 +473,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spec", required=True, type=Path, help="the job's spec.json")
     parser.add_argument("--echo", action="store_true", help="also print each progress line on standard error")
     args = parser.parse_args(argv)
+    os.umask(0o077)  # every file the job writes (its data files, the adapter's train.jsonl) holds message text
     signal.signal(signal.SIGTERM, _on_sigterm)
     quiet_transformers()
     spec = None
