@@ -20,7 +20,7 @@ import re
 import sqlite3
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Collection, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -673,14 +673,30 @@ async def flag_for_message(conn: aiosqlite.Connection, message_id: int) -> Flag 
     return await get_flag(conn, row["id"]) if row else None
 
 
+_UNREVIEWED = " WHERE f.guild_id = ? AND NOT EXISTS (SELECT 1 FROM corrections c WHERE c.flag_id = f.id)"
+
+
 async def unreviewed_flags(
-    conn: aiosqlite.Connection, guild_id: int, *, limit: int, offset: int = 0
+    conn: aiosqlite.Connection, guild_id: int, *, limit: int, offset: int = 0,
+    channel_ids: Collection[int] | None = None,
 ) -> tuple[list[Flag], int]:
-    """The guild's flags that no moderator has decided yet, newest first, and how many there are."""
-    where = " WHERE f.guild_id = ? AND NOT EXISTS (SELECT 1 FROM corrections c WHERE c.flag_id = f.id)"
-    total = (await _fetchone(conn, f"SELECT COUNT(*) FROM flags f{where}", (guild_id,)))[0]
-    rows = await _fetchall(conn, f"{_FLAG_SELECT}{where} ORDER BY f.id DESC LIMIT ? OFFSET ?", (guild_id, limit, offset))
+    """The guild's flags that no moderator has decided yet, newest first, and how many there are.
+
+    ``channel_ids``: only the flags of messages in these channels (None: every channel).
+    """
+    where, params = _UNREVIEWED, [guild_id]
+    if channel_ids is not None:
+        where += f" AND f.channel_id IN ({', '.join('?' * len(channel_ids))})"
+        params += sorted(channel_ids)
+    total = (await _fetchone(conn, f"SELECT COUNT(*) FROM flags f{where}", params))[0]
+    rows = await _fetchall(conn, f"{_FLAG_SELECT}{where} ORDER BY f.id DESC LIMIT ? OFFSET ?", (*params, limit, offset))
     return [_flag_from_row(row) for row in rows], total
+
+
+async def unreviewed_flag_channels(conn: aiosqlite.Connection, guild_id: int) -> list[int]:
+    """The channels of the guild's unreviewed flags (to ask which of them a moderator may read)."""
+    rows = await _fetchall(conn, f"SELECT DISTINCT f.channel_id FROM flags f{_UNREVIEWED} ORDER BY 1", (guild_id,))
+    return [row[0] for row in rows]
 
 
 async def forget_message(conn: aiosqlite.Connection, message_id: int) -> list[int]:

@@ -1,4 +1,10 @@
-"""The /mod commands: review channel, thresholds, actions, exemptions, the queue, statistics, settings."""
+"""The /mod commands: review channel, thresholds, actions, exemptions, the queue, statistics, settings.
+
+Who may run each one (see bot.checks): the settings need Manage Server for the whole server; statistics and
+the model's figures need Manage Messages for the whole server; /mod queue and /mod classify need Manage
+Messages where they are run, and the queue lists only the flags of channels where the moderator may read and
+review messages; /mod rollback needs Administrator.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +19,7 @@ from discord.ext import commands
 from model.errors import ModbotError
 from model.labels import DEFINITIONS, FLAGGABLE, GUIDE, LABELS
 
-from .. import cards, retrain, storage
+from .. import cards, checks, retrain, storage
 from ..bot import ModBot
 from ..service import QueueFull, ServiceClosed
 
@@ -24,22 +30,20 @@ NO_REVIEW_CHANNEL = (
     "\n\n**No review channel is set**: flagged messages are stored but not posted. "
     "Set one with `/mod setup review_channel:#channel`."
 )
-PERMISSION_NAMES = {"manage_guild": "Manage Server", "manage_messages": "Manage Messages",
-                    "administrator": "Administrator"}
 
 Label = Literal["hate", "offensive"]
 Action = Literal["flag", "delete", "timeout", "none"]
 ExemptChannel = discord.TextChannel | discord.Thread | discord.CategoryChannel | discord.VoiceChannel | discord.ForumChannel
 
 
-@app_commands.guild_only()
-@app_commands.default_permissions(manage_messages=True)
 def label_guide() -> str:
     """The labelling guide in short, as the model's prompt states it; the examples are in docs/labels.md."""
     lines = [f"**{label}**: {DEFINITIONS[label]}." for label in LABELS]
     return "\n".join(lines) + f"\nBorderline examples: `{GUIDE}` in modbot's repository."
 
 
+@app_commands.guild_only()
+@app_commands.default_permissions(manage_messages=True)
 class Admin(commands.GroupCog, group_name="mod", group_description="modbot moderation settings and review"):
     def __init__(self, bot: ModBot) -> None:
         self.bot = bot
@@ -50,8 +54,10 @@ class Admin(commands.GroupCog, group_name="mod", group_description="modbot moder
     ) -> None:
         if interaction.response.is_done():
             return
-        if isinstance(error, app_commands.MissingPermissions):
-            needed = " and ".join(PERMISSION_NAMES.get(p, p) for p in error.missing_permissions)
+        if isinstance(error, checks.MissingServerPermissions):
+            await interaction.response.send_message(str(error), ephemeral=True)
+        elif isinstance(error, app_commands.MissingPermissions):
+            needed = checks.permission_names(error.missing_permissions)
             await interaction.response.send_message(f"You need the {needed} permission to use this.", ephemeral=True)
         elif isinstance(error, app_commands.NoPrivateMessage):
             await interaction.response.send_message("This command works only in a server.", ephemeral=True)
@@ -66,11 +72,11 @@ class Admin(commands.GroupCog, group_name="mod", group_description="modbot moder
         else:
             await interaction.response.send_message(content, ephemeral=True, **kwargs)
 
-    # ------------------------------------------------------------------ settings (Manage Server)
+    # ------------------------------------------------------------------ settings (Manage Server, server-wide)
 
     @app_commands.command(name="setup", description="Choose the channel where review cards are posted")
     @app_commands.describe(review_channel="The channel for review cards (only moderators should see it)")
-    @app_commands.checks.has_permissions(manage_guild=True)
+    @checks.server_permissions(manage_guild=True)
     async def setup_(self, interaction: discord.Interaction, review_channel: discord.TextChannel) -> None:
         me = interaction.guild.me
         permissions = review_channel.permissions_for(me)
@@ -87,7 +93,7 @@ class Admin(commands.GroupCog, group_name="mod", group_description="modbot moder
 
     @app_commands.command(name="threshold", description="Set the probability from which a label is flagged")
     @app_commands.describe(label="hate or offensive", value="From 0.0 to 1.0 (default 0.5); lower flags more")
-    @app_commands.checks.has_permissions(manage_guild=True)
+    @checks.server_permissions(manage_guild=True)
     async def threshold(
         self, interaction: discord.Interaction, label: Label, value: app_commands.Range[float, 0.0, 1.0]
     ) -> None:
@@ -100,7 +106,7 @@ class Admin(commands.GroupCog, group_name="mod", group_description="modbot moder
         action="flag: post a card; delete: delete it and post a card; timeout: also time the author out; none: ignore",
         minutes="Timeout length in minutes (for timeout; default 10)",
     )
-    @app_commands.checks.has_permissions(manage_guild=True)
+    @checks.server_permissions(manage_guild=True)
     async def action(
         self,
         interaction: discord.Interaction,
@@ -120,14 +126,14 @@ class Admin(commands.GroupCog, group_name="mod", group_description="modbot moder
         await self._reply(interaction, f"When a message is flagged as **{label}**, {described}.")
 
     @app_commands.command(name="exempt", description="Stop classifying messages in a channel or from a role")
-    @app_commands.checks.has_permissions(manage_guild=True)
+    @checks.server_permissions(manage_guild=True)
     async def exempt(
         self, interaction: discord.Interaction, channel: ExemptChannel | None = None, role: discord.Role | None = None
     ) -> None:
         await self._change_exemption(interaction, channel, role, add=True)
 
     @app_commands.command(name="unexempt", description="Classify messages in a channel or from a role again")
-    @app_commands.checks.has_permissions(manage_guild=True)
+    @checks.server_permissions(manage_guild=True)
     async def unexempt(
         self, interaction: discord.Interaction, channel: ExemptChannel | None = None, role: discord.Role | None = None
     ) -> None:
@@ -150,7 +156,7 @@ class Admin(commands.GroupCog, group_name="mod", group_description="modbot moder
         await self._reply(interaction, text)
 
     @app_commands.command(name="settings", description="Show this server's modbot settings")
-    @app_commands.checks.has_permissions(manage_guild=True)
+    @checks.server_permissions(manage_guild=True)
     async def settings(self, interaction: discord.Interaction) -> None:
         config = await storage.get_guild_config(self.bot.db, interaction.guild_id)
         embed = discord.Embed(title="modbot settings", colour=discord.Colour.blurple())
@@ -179,12 +185,12 @@ class Admin(commands.GroupCog, group_name="mod", group_description="modbot moder
     @app_commands.command(name="queue", description="Flags not reviewed yet, newest first")
     @app_commands.checks.has_permissions(manage_messages=True)
     async def queue(self, interaction: discord.Interaction) -> None:
-        view = QueuePages(self.bot, interaction.guild_id, interaction.user.id)
+        view = QueuePages(self.bot, interaction.guild, interaction.user)
         embed = await view.render()
         await self._reply(interaction, embed=embed, view=view)
 
     @app_commands.command(name="stats", description="What the bot classified and how often moderators agreed")
-    @app_commands.checks.has_permissions(manage_messages=True)
+    @checks.server_permissions(manage_messages=True)
     async def stats(self, interaction: discord.Interaction) -> None:
         now = discord.utils.utcnow()
         embed = discord.Embed(title="modbot statistics", colour=discord.Colour.blurple())
@@ -235,7 +241,7 @@ class Admin(commands.GroupCog, group_name="mod", group_description="modbot moder
     # ------------------------------------------------------------------ adapter versions
 
     @app_commands.command(name="model", description="The active model version, its figures and the last versions")
-    @app_commands.checks.has_permissions(manage_messages=True)
+    @checks.server_permissions(manage_messages=True)
     async def model(self, interaction: discord.Interaction) -> None:
         retrain_cog = self.bot.get_cog("Retrain")
         if retrain_cog is not None and retrain_cog.job is None:
@@ -294,19 +300,22 @@ class Admin(commands.GroupCog, group_name="mod", group_description="modbot moder
 
 
 class QueuePages(discord.ui.View):
-    """Pages through the unreviewed flags, PAGE_SIZE at a time."""
+    """Pages through the unreviewed flags the moderator may review, PAGE_SIZE at a time."""
 
-    def __init__(self, bot: ModBot, guild_id: int, user_id: int) -> None:
+    def __init__(self, bot: ModBot, guild: discord.Guild, member: discord.Member) -> None:
         super().__init__(timeout=600)
         self.bot = bot
-        self.guild_id = guild_id
-        self.user_id = user_id
+        self.guild = guild
+        self.member = member
         self.page = 0
         self.total = 0
 
     async def render(self) -> discord.Embed:
+        # Asked again for every page: a moderator's permissions can change while the view is open.
+        channels = await storage.unreviewed_flag_channels(self.bot.db, self.guild.id)
+        readable = await checks.moderated_channels(self.guild, self.member, channels)
         flags, self.total = await storage.unreviewed_flags(
-            self.bot.db, self.guild_id, limit=PAGE_SIZE, offset=self.page * PAGE_SIZE
+            self.bot.db, self.guild.id, limit=PAGE_SIZE, offset=self.page * PAGE_SIZE, channel_ids=readable
         )
         pages = max(1, -(-self.total // PAGE_SIZE))
         embed = discord.Embed(title=f"Flags to review: {self.total}", colour=discord.Colour.gold())
@@ -329,7 +338,10 @@ class QueuePages(discord.ui.View):
         return embed
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
-        return interaction.user.id == self.user_id
+        if interaction.user.id != self.member.id:
+            return False
+        self.member = interaction.user  # with the roles it has now
+        return True
 
     @discord.ui.button(label="Previous", style=discord.ButtonStyle.secondary)
     async def previous(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:

@@ -1,6 +1,8 @@
 """Review: the card buttons, and the "Label message" context menu for messages the bot did not flag.
 
-Every decision is appended to the corrections table, the training data of the next adapter.
+Every decision is appended to the corrections table, the training data of the next adapter. Reviewing a
+message needs Manage Messages (with View Channel and Read Message History) in the message's channel, wherever
+its card is posted.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ from discord.ext import commands
 from model.labels import LABELS
 from model.prompt import has_content
 
-from .. import cards, storage
+from .. import cards, checks, storage
 from ..bot import ModBot
 
 log = logging.getLogger(__name__)
 
 REFUSED = "You need the Manage Messages permission to review messages."
+REFUSED_IN = "You need the Manage Messages permission in {channel} to review this message."
+REFUSED_GONE = "Its channel is gone: you need the Manage Messages permission for the whole server to review it."
 UNKNOWN_FLAG = "This flag is not in this server's records."
 # A custom id can be forged; an id beyond SQLite's integer would make the lookup raise, not miss.
 MAX_FLAG_ID = 2**63 - 1
@@ -44,12 +48,20 @@ class Review(commands.Cog):
     # ------------------------------------------------------------------ card buttons
 
     async def press(self, interaction: discord.Interaction, flag_id: int, choice: str) -> None:
-        if interaction.guild is None or not interaction.permissions.manage_messages:
+        if interaction.guild is None or not isinstance(interaction.user, discord.Member):
             await interaction.response.send_message(REFUSED, ephemeral=True)
             return
         flag = await storage.get_flag(self.bot.db, flag_id) if 0 < flag_id <= MAX_FLAG_ID else None
         if flag is None or flag.guild_id != interaction.guild.id:
             await interaction.response.send_message(UNKNOWN_FLAG, ephemeral=True)
+            return
+        # Where the message is, not where the card is: a helper who moderates the review channel (or one
+        # channel) does not thereby review every channel's messages.
+        channel = await checks.find_channel(interaction.guild, flag.channel_id)
+        if not checks.may_moderate(interaction.user, channel):
+            await interaction.response.send_message(
+                REFUSED_IN.format(channel=f"<#{flag.channel_id}>") if channel is not None else REFUSED_GONE,
+                ephemeral=True)
             return
         if choice == "change":
             await interaction.response.edit_message(

@@ -20,9 +20,10 @@ async def test_mod_commands_are_hidden_from_members_without_manage_messages(env,
 
 
 async def test_mod_commands_are_refused_at_run_time_without_the_permission(env, server):
-    # A moderator sees the group but the settings commands need Manage Server.
+    # A moderator sees the group but the settings commands need Manage Server (for the whole server).
     result = await server.mod.slash(server.general, "mod threshold", label="hate", value=0.1)
-    assert result.ephemeral and result.response.content == "You need the Manage Server permission to use this."
+    assert result.ephemeral and result.response.content == (
+        "You need the Manage Server permission for the whole server (not only in a channel) to use this.")
     assert (await storage.get_guild_config(env.bot.db, server.guild.id)).thresholds["hate"] == 0.5
 
     # An admin override that shows /mod to a plain member does not get him past the bot's own check.
