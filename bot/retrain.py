@@ -315,11 +315,12 @@ async def check_start(conn: aiosqlite.Connection, settings: Settings, *, force: 
     if not (Path(active.path) / TRAINING_SET_FILE).is_file():
         raise RetrainRefused(f"The active adapter (version {active.number}) has no {TRAINING_SET_FILE}, so a "
                              "retrain cannot start from its data. Train one with `modbot train`.")
-    total = await storage.count_corrections(conn)
+    total = await storage.count_corrections(conn, guild_ids=settings.training_guilds)
     if total == 0:
-        raise RetrainRefused("There are no corrections yet: moderators' decisions on review cards and "
+        where = "" if settings.training_guilds is None else " from the servers in MODBOT_TRAINING_GUILDS"
+        raise RetrainRefused(f"There are no corrections{where} yet: moderators' decisions on review cards and "
                              "`Label message` are what a retrain learns from.")
-    new = await storage.count_corrections_since(conn, active.last_correction_id)
+    new = await storage.count_corrections_since(conn, active.last_correction_id, guild_ids=settings.training_guilds)
     if new < settings.retrain_min_corrections and not force:
         raise RetrainRefused(
             f"Only {new} new correction{'s' if new != 1 else ''} since version {active.number} was trained; "
@@ -355,11 +356,7 @@ async def _launch(conn, settings: Settings, version: storage.AdapterVersion, act
     job_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # its files hold message text
     for stale in ("progress.jsonl", "result.json"):
         (job_dir / stale).unlink(missing_ok=True)
-    lines = []
-    newest = 0
-    async for correction in storage.corrections(conn):
-        lines.append(json.dumps(correction.to_export(), ensure_ascii=False) + "\n")
-        newest = max(newest, correction.id)
+    lines, newest = await export_corrections(conn, settings)
     corrections_file = job_dir / "corrections.jsonl"
     _write_atomically(corrections_file, "".join(lines))
     await storage.set_job_export(conn, version.number, corrections=len(lines), last_correction_id=newest)
@@ -388,6 +385,16 @@ async def _launch(conn, settings: Settings, version: storage.AdapterVersion, act
     log.info("Retraining job for version %d started (pid %d, %d corrections, gold set %s)", version.number,
              process.pid, len(lines), gold)
     return Job(version.number, spec, process, log_file)
+
+
+async def export_corrections(conn: aiosqlite.Connection, settings: Settings) -> tuple[list[str], int]:
+    """The job's corrections as JSONL lines, and the newest one's id: only the servers in
+    MODBOT_TRAINING_GUILDS (every server's by default), since they train the model every server shares."""
+    lines, newest = [], 0
+    async for correction in storage.corrections(conn, guild_ids=settings.training_guilds):
+        lines.append(json.dumps(correction.to_export(), ensure_ascii=False) + "\n")
+        newest = max(newest, correction.id)
+    return lines, newest
 
 
 def job_environment(environ) -> dict[str, str]:
@@ -603,10 +610,7 @@ async def prepare_remote(conn: aiosqlite.Connection, settings: Settings, directo
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         await _copy_tree(Path(active.path), directory / "active")
         shutil.copyfile(gold, directory / f"gold{gold.suffix}")
-        lines, newest = [], 0
-        async for correction in storage.corrections(conn):
-            lines.append(json.dumps(correction.to_export(), ensure_ascii=False) + "\n")
-            newest = max(newest, correction.id)
+        lines, newest = await export_corrections(conn, settings)
         _write_atomically(directory / "corrections.jsonl", "".join(lines))
         await storage.set_job_export(conn, version.number, corrections=len(lines), last_correction_id=newest)
         model = settings.model

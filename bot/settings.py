@@ -44,6 +44,9 @@ class Settings:
     eval_data: Path | None = None  # None: the validation set that shipped with the active adapter's lineage
     retrain_threads: int | None = None  # torch threads of the job; None: torch's default
     retrain_options: dict = field(default_factory=dict)  # TrainArgs overrides, e.g. {"epochs": 3}
+    # The model is shared by every server: only its owner changes it (see bot.checks).
+    owner_ids: frozenset[int] = frozenset()  # besides the application's owner or team
+    training_guilds: frozenset[int] | None = None  # servers whose corrections train the model; None: all
 
     def __post_init__(self) -> None:
         if self.retention_days < 1:
@@ -94,6 +97,8 @@ class Settings:
             eval_data=_path(env, "MODBOT_EVAL_DATA"),
             retrain_threads=_int(env, "MODBOT_RETRAIN_THREADS", 0) or None,
             retrain_options=parse_options(env.get("MODBOT_RETRAIN_OPTIONS", ""), "MODBOT_RETRAIN_OPTIONS"),
+            owner_ids=_id_list(env, "MODBOT_OWNER_IDS", "user"),
+            training_guilds=_training_guilds(env),
         )
 
     def require_token(self) -> str:
@@ -171,6 +176,29 @@ def _optional_id(env: Mapping[str, str], name: str) -> int | None:
             f"{name}={raw!r} is not a Discord id: copy the server's id (Developer Mode > right-click the server > Copy Server ID)."
         )
     return int(raw)
+
+
+def _id_list(env: Mapping[str, str], name: str, kind: str) -> frozenset[int]:
+    """Discord ids separated by commas (empty: none)."""
+    ids = set()
+    for part in env.get(name, "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if not part.isdigit() or int(part) <= 0:
+            raise SettingsError(
+                f"{name}: {part!r} is not a Discord {kind} id: give ids separated by commas (Developer Mode > "
+                f"right-click the {kind} > Copy {kind.capitalize()} ID)."
+            )
+        ids.add(int(part))
+    return frozenset(ids)
+
+
+def _training_guilds(env: Mapping[str, str]) -> frozenset[int] | None:
+    """MODBOT_TRAINING_GUILDS: None (every server) when empty or "all"."""
+    if env.get("MODBOT_TRAINING_GUILDS", "").strip().lower() in ("", "all"):
+        return None
+    return _id_list(env, "MODBOT_TRAINING_GUILDS", "server")
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:

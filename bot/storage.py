@@ -810,17 +810,27 @@ async def add_correction(
     return Correction.from_row(rows[0])
 
 
-async def corrections(conn: aiosqlite.Connection, guild_id: int | None = None) -> AsyncIterator[Correction]:
+def _in_guilds(guild_ids: Collection[int] | None) -> tuple[str, tuple[int, ...]]:
+    """A condition (and its parameters) keeping the rows of these guilds; none for None (every guild)."""
+    if guild_ids is None:
+        return "", ()
+    return f" AND guild_id IN ({', '.join('?' * len(guild_ids))})", tuple(sorted(guild_ids))
+
+
+async def corrections(
+    conn: aiosqlite.Connection, guild_id: int | None = None, *, guild_ids: Collection[int] | None = None
+) -> AsyncIterator[Correction]:
     """Every correction, oldest first (a later one for the same message supersedes an earlier one).
 
+    ``guild_id`` / ``guild_ids``: only that guild's, or these guilds' (MODBOT_TRAINING_GUILDS).
     Read a page at a time, so that no statement stays open on the shared connection while the caller
     works between rows.
     """
-    where = "" if guild_id is None else " AND guild_id = ?"
+    where, params = _in_guilds(guild_ids if guild_id is None else (guild_id,))
     after = 0
     while True:
         rows = await _fetchall(conn, f"SELECT * FROM corrections WHERE id > ?{where} ORDER BY id LIMIT ?",
-                               (after, *(() if guild_id is None else (guild_id,)), _PAGE))
+                               (after, *params, _PAGE))
         for row in rows:
             yield Correction.from_row(row)
         if len(rows) < _PAGE:
@@ -828,12 +838,11 @@ async def corrections(conn: aiosqlite.Connection, guild_id: int | None = None) -
         after = rows[-1]["id"]
 
 
-async def count_corrections(conn: aiosqlite.Connection, guild_id: int | None = None) -> int:
-    if guild_id is None:
-        sql, params = "SELECT COUNT(*) FROM corrections", ()
-    else:
-        sql, params = "SELECT COUNT(*) FROM corrections WHERE guild_id = ?", (guild_id,)
-    return (await _fetchone(conn, sql, params))[0]
+async def count_corrections(
+    conn: aiosqlite.Connection, guild_id: int | None = None, *, guild_ids: Collection[int] | None = None
+) -> int:
+    where, params = _in_guilds(guild_ids if guild_id is None else (guild_id,))
+    return (await _fetchone(conn, f"SELECT COUNT(*) FROM corrections WHERE 1{where}", params))[0]
 
 
 # --------------------------------------------------------------------------- statistics
@@ -1104,6 +1113,11 @@ async def last_correction_id(conn: aiosqlite.Connection) -> int:
     return (await _fetchone(conn, "SELECT COALESCE(MAX(id), 0) FROM corrections"))[0]
 
 
-async def count_corrections_since(conn: aiosqlite.Connection, correction_id: int) -> int:
-    """Corrections stored after the one with id ``correction_id`` (the newest an adapter was trained on)."""
-    return (await _fetchone(conn, "SELECT COUNT(*) FROM corrections WHERE id > ?", (correction_id,)))[0]
+async def count_corrections_since(
+    conn: aiosqlite.Connection, correction_id: int, *, guild_ids: Collection[int] | None = None
+) -> int:
+    """Corrections stored after the one with id ``correction_id`` (the newest an adapter was trained on);
+    ``guild_ids``: only these guilds' (None: every guild's)."""
+    where, params = _in_guilds(guild_ids)
+    return (await _fetchone(conn, f"SELECT COUNT(*) FROM corrections WHERE id > ?{where}",
+                            (correction_id, *params)))[0]

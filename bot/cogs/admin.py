@@ -3,7 +3,7 @@
 Who may run each one (see bot.checks): the settings need Manage Server for the whole server; statistics and
 the model's figures need Manage Messages for the whole server; /mod queue and /mod classify need Manage
 Messages where they are run, and the queue lists only the flags of channels where the moderator may read and
-review messages; /mod rollback needs Administrator.
+review messages; /mod rollback is the bot owner's.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class Admin(commands.GroupCog, group_name="mod", group_description="modbot moder
     ) -> None:
         if interaction.response.is_done():
             return
-        if isinstance(error, checks.MissingServerPermissions):
+        if isinstance(error, checks.MissingServerPermissions | checks.NotOwner):
             await interaction.response.send_message(str(error), ephemeral=True)
         elif isinstance(error, app_commands.MissingPermissions):
             needed = checks.permission_names(error.missing_permissions)
@@ -282,7 +282,7 @@ class Admin(commands.GroupCog, group_name="mod", group_description="modbot moder
 
     @app_commands.command(name="rollback", description="Make an earlier model version active again")
     @app_commands.describe(version="The version number (see /mod model)")
-    @app_commands.checks.has_permissions(administrator=True)
+    @checks.owner_only("roll the model back")
     async def rollback(self, interaction: discord.Interaction, version: app_commands.Range[int, 1]) -> None:
         retrain_cog = self.bot.get_cog("Retrain")
         if retrain_cog is None:

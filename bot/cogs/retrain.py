@@ -1,6 +1,9 @@
 """Retraining from the moderators' corrections: `/retrain start|status|cancel`, the job's status message,
 scheduled retraining, hot swap of a promoted adapter, and rollback (for `/mod rollback`).
 
+Every server the bot is in is judged by the same model, so starting and cancelling a retraining (and
+`/mod rollback`) are the bot owner's (see `bot.checks`); `/retrain status` is for any server's administrators.
+
 The job runs in its own process (see `bot.retrain`). A `tasks.loop` follows it every few seconds by
 reading what the job appended to its progress file, so nothing here waits on the process: the event loop
 and the classifier keep serving while it trains.
@@ -20,7 +23,7 @@ from discord.ext import commands, tasks
 
 from model.errors import ModbotError
 
-from .. import retrain, storage
+from .. import checks, retrain, storage
 from ..bot import ModBot
 
 log = logging.getLogger(__name__)
@@ -28,7 +31,7 @@ log = logging.getLogger(__name__)
 POLL_S = 2.0  # how often a running job's progress file is read
 SCHEDULE_CHECK_S = 3600.0  # with MODBOT_RETRAIN_EVERY: how often the schedule is consulted (at most)
 EDIT_EVERY_S = 10.0  # the status message is edited at most this often while a phase lasts
-REFUSED = "You need the Administrator permission to retrain the model."
+REFUSED = "You need the Administrator permission to see the retraining status."
 
 COLOURS = {
     "training": discord.Colour.blurple(),
@@ -99,7 +102,9 @@ class Retrain(commands.GroupCog, group_name="retrain",
                                     error: app_commands.AppCommandError) -> None:
         if interaction.response.is_done():
             return
-        if isinstance(error, app_commands.MissingPermissions):
+        if isinstance(error, checks.NotOwner):
+            await interaction.response.send_message(str(error), ephemeral=True)
+        elif isinstance(error, app_commands.MissingPermissions):
             await interaction.response.send_message(REFUSED, ephemeral=True)
         elif isinstance(error, app_commands.NoPrivateMessage):
             await interaction.response.send_message("This command works only in a server.", ephemeral=True)
@@ -109,7 +114,7 @@ class Retrain(commands.GroupCog, group_name="retrain",
     @app_commands.command(name="start", description="Train a new adapter on the corrections and promote it if it "
                                                     "passes the evaluation gate")
     @app_commands.describe(force="Run even with fewer new corrections than the minimum (MODBOT_RETRAIN_MIN_CORRECTIONS)")
-    @app_commands.checks.has_permissions(administrator=True)
+    @checks.owner_only("retrain the model")
     async def start(self, interaction: discord.Interaction, force: bool = False) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         await self.sync_active()
@@ -152,7 +157,7 @@ class Retrain(commands.GroupCog, group_name="retrain",
         await interaction.response.send_message(embed=self.render(version), ephemeral=True)
 
     @app_commands.command(name="cancel", description="Stop the running retraining job; nothing changes")
-    @app_commands.checks.has_permissions(administrator=True)
+    @checks.owner_only("cancel a retraining")
     async def cancel(self, interaction: discord.Interaction) -> None:
         running = await storage.running_job(self.bot.db)
         if running is None:
@@ -347,7 +352,8 @@ class Retrain(commands.GroupCog, group_name="retrain",
 
     async def _new_corrections(self) -> int:
         active = await storage.active_version(self.bot.db)
-        return await storage.count_corrections_since(self.bot.db, active.last_correction_id if active else 0)
+        return await storage.count_corrections_since(self.bot.db, active.last_correction_id if active else 0,
+                                                     guild_ids=self.bot.settings.training_guilds)
 
     # ------------------------------------------------------------------ the status embed
 

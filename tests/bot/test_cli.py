@@ -15,7 +15,8 @@ from bot.settings import SettingsError
 from model import Prediction
 
 BOT_VARIABLES = ("DISCORD_TOKEN", "MODBOT_DB", "MODBOT_DEV_GUILD", "MODBOT_RETENTION_DAYS", "MODBOT_QUEUE_SIZE",
-                 "MODBOT_BATCH_WAIT_MS", "MODBOT_LOG_LEVEL", "MODBOT_SYNC_COMMANDS")
+                 "MODBOT_BATCH_WAIT_MS", "MODBOT_LOG_LEVEL", "MODBOT_SYNC_COMMANDS", "MODBOT_OWNER_IDS",
+                 "MODBOT_TRAINING_GUILDS")
 
 
 @pytest.fixture

@@ -1,13 +1,17 @@
-"""Who may do what (bot.checks), through SimCord: a permission granted in one channel reaches that channel only."""
+"""Who may do what (bot.checks), through SimCord: a permission granted in one channel reaches that channel only,
+and the model every server shares is its owner's to change."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import discord
 import pytest
 from discord import app_commands
 from simcord import SetupError
 
-from bot import storage
+from bot import Settings, checks, storage
+from bot.settings import SettingsError
 
 from .conftest import HATE_WORD, OFFENSIVE_WORD
 
@@ -142,3 +146,54 @@ async def test_label_message_follows_the_grant_of_the_message_channel(env, serve
     assert result.ephemeral and "Manage Messages" in result.response.content
     assert await storage.count_corrections(env.bot.db) == 1
     assert [type(e) for e in env.errors] == [app_commands.MissingPermissions]
+
+
+# --------------------------------------------------------------------------- point 2: the bot's owner
+
+
+def test_owner_and_training_guild_settings():
+    settings = Settings.from_env({})
+    assert settings.owner_ids == frozenset() and settings.training_guilds is None
+    settings = Settings.from_env({"MODBOT_OWNER_IDS": " 11, 22 ,", "MODBOT_TRAINING_GUILDS": "33,44"})
+    assert settings.owner_ids == {11, 22} and settings.training_guilds == {33, 44}
+    assert Settings.from_env({"MODBOT_TRAINING_GUILDS": "all"}).training_guilds is None
+
+
+@pytest.mark.parametrize(("variable", "value"), [("MODBOT_OWNER_IDS", "alice"), ("MODBOT_OWNER_IDS", "12,-3"),
+                                                 ("MODBOT_TRAINING_GUILDS", "my server")])
+def test_a_wrong_id_list_names_the_variable(variable, value):
+    with pytest.raises(SettingsError, match=f"^{variable}: .* is not a Discord"):
+        Settings.from_env({variable: value})
+
+
+async def test_the_owner_is_the_application_owner_or_one_of_modbot_owner_ids(env, server):
+    # SimCord's application is owned by the bot's own account; discord.py asks Discord for it once.
+    assert await checks.is_owner(env.bot, env.bot.user)
+    assert not await checks.is_owner(env.bot, server.admin)
+    env.bot.settings = replace(env.bot.settings, owner_ids=Settings.from_env(
+        {"MODBOT_OWNER_IDS": f"{server.admin.id}"}).owner_ids)
+    assert await checks.is_owner(env.bot, server.admin)
+
+
+async def test_model_commands_of_a_bot_without_registered_versions_refuse_other_servers_admins(env, server):
+    # A second server's Administrator runs everything about their own server, not the shared model.
+    other = env.create_guild("Other Server")
+    general = other.create_text_channel("general")
+    admins = other.create_role("Admins", permissions=discord.Permissions(administrator=True))
+    bea = other.add_member(env.create_user("bea"), roles=[admins])
+    for command, options, action in (("retrain start", {"force": True}, "retrain the model"),
+                                     ("retrain cancel", {}, "cancel a retraining"),
+                                     ("mod rollback", {"version": 1}, "roll the model back")):
+        result = await bea.slash(general, command, **options)
+        assert result.ephemeral
+        assert result.response.content == f"Only the bot's owner can {action}: every server the bot is in shares the model."
+    assert await storage.latest_job(env.bot.db) is None
+    result = await bea.slash(general, "mod threshold", label="hate", value=0.8)
+    assert "from a probability of 0.80" in result.response.content
+    assert "No retraining has run yet" in (await bea.slash(general, "retrain status")).response.content
+
+    # the owner (MODBOT_OWNER_IDS) gets past the check: this bot has no adapter to retrain, and says so
+    env.bot.settings = replace(env.bot.settings, owner_ids=frozenset({bea.id}))
+    result = await bea.slash(general, "retrain start", force=True)
+    assert result.response.content.startswith("The bot serves no registered adapter")
+    assert all(isinstance(e, checks.NotOwner) for e in env.errors)

@@ -25,7 +25,7 @@ import pytest
 from discord import app_commands
 from simcord import SetupError
 
-from bot import Settings, create_bot, storage
+from bot import Settings, checks, create_bot, retrain, storage
 from bot.cogs.retrain import POLL_S
 
 WORDS = ["the", "quick", "brown", "fox", "lazy", "dog", "good", "friend", "meeting", "time", "what", "like"]
@@ -126,9 +126,20 @@ class Server:
         return [m for m in self.modlog.history() if m.embeds and m.embeds[0].title.startswith("Flagged")]
 
 
+def make_owners(env, *members) -> None:
+    """What MODBOT_OWNER_IDS does, for users SimCord created after the bot was built."""
+    ids = ",".join(str(m.id) for m in members)
+    env.bot.settings = replace(env.bot.settings, owner_ids=Settings.from_env({"MODBOT_OWNER_IDS": ids}).owner_ids)
+
+
+def not_owner(action: str) -> str:
+    return f"Only the bot's owner can {action}: every server the bot is in shares the model."
+
+
 @pytest.fixture
 async def server(env) -> Server:
     server = Server(env)
+    make_owners(env, server.owner)  # olga administers this server and owns the bot
     result = await server.owner.slash(server.general, "mod setup", review_channel=server.modlog)
     assert "Review cards will be posted" in result.response.content
     return server
@@ -222,10 +233,10 @@ async def test_admin_retrain_runs_to_the_end_promotes_and_rollback_restores(env,
     fields = {f.name: f.value for f in model.response.embeds[0].fields}
     assert "Active: version 2 (v2)" in fields and "**v1** previous" in fields["Last versions"]
 
-    # /mod rollback is for administrators; it brings version 1 back the same way
+    # /mod rollback is for the bot's owner; it brings version 1 back the same way
     refused = await server.admin.slash(server.general, "mod rollback", version=1)
-    assert refused.ephemeral and "Administrator" in refused.response.content
-    assert [type(e) for e in env.errors] == [app_commands.MissingPermissions]
+    assert refused.ephemeral and refused.response.content == not_owner("roll the model back")
+    assert [type(e) for e in env.errors] == [checks.NotOwner]
     result = await server.owner.slash(server.general, "mod rollback", version=1)
     assert "Version 1 (first) is active again" in result.response.content
     assert (await storage.active_version(db)).number == 1 and env.bot.service.adapter_version == "first"
@@ -234,7 +245,7 @@ async def test_admin_retrain_runs_to_the_end_promotes_and_rollback_restores(env,
     assert "adapter first" in {f.name: f.value for f in server.cards()[-1].embeds[0].fields}["Model"]
 
 
-async def test_retrain_is_hidden_from_and_refused_to_non_administrators(env, server):
+async def test_retrain_is_hidden_from_non_administrators_and_refused_to_all_but_the_owner(env, server):
     assert not [n for n in server.admin.available_commands(server.general) if n.startswith("retrain")]
     with pytest.raises(SetupError, match="not visible"):
         await server.admin.slash(server.general, "retrain start")
@@ -242,9 +253,12 @@ async def test_retrain_is_hidden_from_and_refused_to_non_administrators(env, ser
     command = next(c for c in await env.bot.tree.fetch_commands() if c.name == "retrain")
     server.guild.set_command_permissions(command, {server.member: True})
     result = await server.member.slash(server.general, "retrain start", force=True)
-    assert result.ephemeral and result.response.content == "You need the Administrator permission to retrain the model."
+    assert result.ephemeral and result.response.content == not_owner("retrain the model")
+    result = await server.member.slash(server.general, "retrain status")
+    assert result.ephemeral and result.response.content == "You need the Administrator permission to see the " \
+                                                           "retraining status."
     assert await storage.latest_job(env.bot.db) is None
-    assert [type(e) for e in env.errors] == [app_commands.MissingPermissions]
+    assert [type(e) for e in env.errors] == [checks.NotOwner, app_commands.MissingPermissions]
 
 
 async def test_too_few_corrections_without_force_are_refused(env, server):
@@ -519,3 +533,74 @@ async def test_a_version_promoted_from_the_shell_is_served_from_the_next_mod_mod
     assert fields["Serving"].endswith("adapter v2") and "Active: version 2 (v2)" in fields
     await server.member.send(server.general, "vermin from the shell 1")
     assert "adapter v2" in {f.name: f.value for f in server.cards()[-1].embeds[0].fields}["Model"]
+
+
+async def test_an_administrator_of_another_server_cannot_change_the_shared_model(env, server, settings, tmp_path):
+    import shutil
+
+    db = env.bot.db
+    other = env.create_guild("Other Server")
+    lobby = other.create_text_channel("lobby")
+    bea = other.add_member(env.create_user("bea"), roles=[
+        other.create_role("Admins", permissions=discord.Permissions(administrator=True))])
+    # version 2 active (promoted from the shell), version 1 previous: something to roll back to
+    version = await storage.start_job(db, model=settings.model.model, adapter_dir=settings.adapter_dir.resolve(),
+                                      parent=1, origin="shell", started_by=None, now=datetime.now(UTC))
+    shutil.copytree(settings.adapter_dir / "v1", version.path)
+    await storage.activate_version(db, version.number, now=datetime.now(UTC))
+    await add_corrections(db, make_examples({"hate": 25}, seed=12))
+
+    # bea runs her own server, and can read what the model is...
+    assert "from a probability of 0.90" in (
+        await bea.slash(lobby, "mod threshold", label="hate", value=0.9)).response.content
+    assert "Active: version 2 (v2)" in {f.name for f in (await bea.slash(lobby, "mod model")).response.embeds[0].fields}
+    assert (await bea.slash(lobby, "retrain status")).response.embeds[0].title == "Retraining: version 2"
+    # ...but neither rolls it back nor retrains it: every server would get her choice
+    result = await bea.slash(lobby, "mod rollback", version=1)
+    assert result.ephemeral and result.response.content == not_owner("roll the model back")
+    assert (await storage.active_version(db)).number == 2
+    result = await bea.slash(lobby, "retrain start")
+    assert result.ephemeral and result.response.content == not_owner("retrain the model")
+    assert (await storage.latest_job(db)).number == 2
+
+    # the owner (MODBOT_OWNER_IDS) rolls back
+    result = await server.owner.slash(server.general, "mod rollback", version=1)
+    assert "Version 1 (first) is active again" in result.response.content
+    assert (await storage.active_version(db)).number == 1 and env.bot.service.adapter_version == "first"
+
+    # nor does she cancel the owner's retraining (here one prepared for another machine, which holds the slot)
+    await retrain.prepare_remote(db, env.bot.settings, tmp_path / "job")
+    result = await bea.slash(lobby, "retrain cancel")
+    assert result.ephemeral and result.response.content == not_owner("cancel a retraining")
+    assert (await storage.get_version(db, 3)).status == "training"
+    result = await server.owner.slash(server.general, "retrain cancel")
+    assert result.response.content.startswith("Version 3 (prepared for another machine) is cancelled")
+    assert [type(e) for e in env.errors] == [checks.NotOwner] * 3
+
+
+def test_corrections_from_servers_outside_modbot_training_guilds_do_not_train_the_model(
+        monkeypatch, tmp_path, tiny_model_dir, first_adapter, capsys):
+    from bot.cli import main
+
+    trained = make_examples({"hate": 12}, seed=13)  # server 1 (add_corrections' guild)
+    db_path = _shell_setup(monkeypatch, tmp_path, tiny_model_dir, first_adapter, trained)
+
+    async def from_server_2():
+        conn = await storage.open_database(db_path)
+        for offset, record in enumerate(make_examples({"neutral": 30}, seed=14, exclude={e["text"] for e in trained})):
+            await storage.add_correction(conn, guild_id=2, channel_id=5, message_id=5000 + offset, author_id=3,
+                                         text=record["text"], label=record["label"], moderator_id=6,
+                                         now=datetime.now(UTC))
+        await conn.close()
+
+    asyncio.run(from_server_2())
+    monkeypatch.setenv("MODBOT_TRAINING_GUILDS", "1")
+    # server 2's 30 corrections do not count towards the minimum...
+    assert main(["retrain", "--prepare", "job"]) == 2
+    assert capsys.readouterr().err.startswith("modbot: error: Only 12 new corrections since version 1 was trained")
+    # ...and are not in what the job trains on
+    assert main(["retrain", "--prepare", "job", "--force"]) == 0
+    assert capsys.readouterr().out.startswith("prepared version 2 (from version 1, 12 corrections)")
+    exported = [json.loads(line) for line in (tmp_path / "job" / "corrections.jsonl").read_text().splitlines()]
+    assert {row["guild_id"] for row in exported} == {1} and sorted(r["text"] for r in exported) == sorted(
+        e["text"] for e in trained)
