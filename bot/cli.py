@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "bot.commands.corrections",
     "bot.commands.retrain",
     "bot.commands.augment",
+    "bot.commands.backup",
 )
 
 
