@@ -40,7 +40,7 @@ if str(REPO) not in sys.path:
 import model as _sets_omp_wait_policy  # noqa: E402, F401, I001  # isort: split
 import torch  # noqa: E402
 
-from model import Classifier, ModelSettings, load_model  # noqa: E402
+from model import Classifier, ModbotError, ModelSettings, load_model  # noqa: E402
 from model.labels import LABELS  # noqa: E402
 from model.prompt import PromptBuilder  # noqa: E402
 from model.scoring import label_log_likelihoods  # noqa: E402
@@ -91,8 +91,13 @@ def _percentile(sorted_values: list[float], q: float) -> float:
 
 
 def read_messages(path: Path, limit: int | None) -> tuple[list[str], list[str]]:
-    with path.open(newline="", encoding="utf-8") as handle:
-        rows = [(row["text"], row["label"].strip()) for row in csv.DictReader(handle)]
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = [(row["text"], row["label"].strip()) for row in csv.DictReader(handle)]
+    except OSError as exc:
+        raise ModbotError(f"--data {path}: cannot be read ({exc.strerror or exc}).") from None
+    except (KeyError, AttributeError, UnicodeDecodeError, csv.Error):
+        raise ModbotError(f"--data {path}: not a CSV with text and label columns.") from None
     rows = rows[:limit] if limit else rows
     return [text for text, _ in rows], [label for _, label in rows]
 
@@ -126,6 +131,14 @@ class Reference:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return run(argv)
+    except ModbotError as exc:  # a missing data file, a model that cannot be loaded: one line, no traceback
+        print(f"bench/classify.py: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def run(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="label,text CSV (default: %(default)s)")
     parser.add_argument("--quick", action="store_true", help=f"only the first {QUICK_MESSAGES} messages")

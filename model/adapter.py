@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelError
+from .errors import AdapterError
 
 METADATA_FILE = "modbot_adapter.json"
 PEFT_CONFIG_FILE = "adapter_config.json"
@@ -71,25 +71,25 @@ class AdapterInfo:
 
 
 def read_adapter(path: Path | str) -> AdapterInfo:
-    """Read and validate an adapter directory's metadata; ModelError says what is wrong with it."""
+    """Read and validate an adapter directory's metadata; AdapterError says what is wrong with it."""
     path = Path(path).expanduser()
     if not path.is_dir():
-        raise ModelError(f"Adapter directory {path} does not exist. Check MODBOT_ADAPTER (or --adapter).")
+        raise AdapterError(f"Adapter directory {path} does not exist. Check MODBOT_ADAPTER (or --adapter).")
     meta_path = path / METADATA_FILE
     if not meta_path.is_file():
-        raise ModelError(
+        raise AdapterError(
             f"{path} is not a modbot adapter: it has no {METADATA_FILE}. "
             "Point MODBOT_ADAPTER at a directory written by `modbot train`."
         )
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"Adapter metadata {meta_path} is unreadable or corrupt ({exc}). Retrain or restore it.") from None
+        raise AdapterError(f"Adapter metadata {meta_path} is unreadable or corrupt ({exc}). Retrain or restore it.") from None
     if not isinstance(meta, dict):
-        raise ModelError(f"Adapter metadata {meta_path} is corrupt: expected a JSON object.")
+        raise AdapterError(f"Adapter metadata {meta_path} is corrupt: expected a JSON object.")
     missing = [name for name in REQUIRED_FIELDS if name not in meta]
     if missing:
-        raise ModelError(f"Adapter metadata {meta_path} lacks {', '.join(missing)}. Retrain the adapter.")
+        raise AdapterError(f"Adapter metadata {meta_path} lacks {', '.join(missing)}. Retrain the adapter.")
     info = AdapterInfo(
         path=path,
         version=str(meta.get("version") or path.name),
@@ -104,10 +104,27 @@ def read_adapter(path: Path | str) -> AdapterInfo:
     )
     weights = info.weights_file
     if weights is not None and not weights.is_file():
-        raise ModelError(f"Adapter {path} is incomplete: {weights.name} is missing. Retrain or restore it.")
+        raise AdapterError(f"Adapter {path} is incomplete: {weights.name} is missing. Retrain or restore it.")
     if info.strategy not in ("1d", "few-shot") and not (path / PEFT_CONFIG_FILE).is_file():
-        raise ModelError(f"Adapter {path} is incomplete: {PEFT_CONFIG_FILE} is missing. Retrain or restore it.")
+        raise AdapterError(f"Adapter {path} is incomplete: {PEFT_CONFIG_FILE} is missing. Retrain or restore it.")
     return info
+
+
+def load_weights(path: Path, device: str = "cpu") -> dict[str, Any]:
+    """The tensors of an adapter's safetensors file; AdapterError if it is truncated or not safetensors."""
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device=device)
+    except Exception as exc:  # safetensors' own error, or an OSError: either way the file is unusable
+        raise AdapterError(f"Adapter weights {path} are corrupt or truncated ({brief(exc)}). "
+                           "Retrain or restore the adapter.") from None
+
+
+def brief(exc: BaseException, limit: int = 300) -> str:
+    """An exception's message on one line, cut to ``limit`` characters (libraries' messages run long)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def check_compatible(
@@ -115,19 +132,19 @@ def check_compatible(
 ) -> None:
     """Refuse an adapter trained on another base model, prompt template or label set."""
     if info.base_fingerprint != fingerprint:
-        raise ModelError(
+        raise AdapterError(
             f"Adapter {info.path} was trained on base model {info.base_model!r} "
             f"({_describe(info.base_fingerprint)}), but the loaded model is {model_name!r} "
             f"({_describe(fingerprint)}). Use an adapter trained for {model_name!r}, or set MODBOT_MODEL to "
             f"{info.base_model!r}."
         )
     if tuple(info.labels) != tuple(labels):
-        raise ModelError(
+        raise AdapterError(
             f"Adapter {info.path} was trained for labels {list(info.labels)}, but modbot uses {list(labels)}. "
             "Retrain the adapter on this label set."
         )
     if info.template_id != template_id:
-        raise ModelError(
+        raise AdapterError(
             f"Adapter {info.path} was trained with prompt template {info.template_id!r}, but this version of "
             f"modbot builds {template_id!r}. Retrain the adapter with this version."
         )

@@ -126,6 +126,9 @@ def resolve_model_name(name: str) -> tuple[str, str]:
         return "hub", MODEL_ALIASES[key.lower()]
     path = Path(key).expanduser()
     if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelError(f"MODBOT_MODEL={name!r} is a directory without a model in it (no config.json): "
+                             "point it at a directory written by save_pretrained, or use a model name.")
         return "local", str(path.resolve())
     looks_like_path = key.startswith((".", "/", "~")) or key.count("/") > 1
     if looks_like_path:

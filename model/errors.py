@@ -11,3 +11,10 @@ class ModbotError(Exception):
 
 class ModelError(ModbotError):
     """A problem with the model settings, the base model or an adapter."""
+
+
+class AdapterError(ModelError):
+    """An adapter directory cannot be used: missing, incomplete, corrupt, or made for another model.
+
+    The adapter is at fault, not the base model: the bot can fall back to another version.
+    """

@@ -12,12 +12,14 @@ from .adapter import (
     ONE_D_WEIGHTS_FILE,
     AdapterInfo,
     base_fingerprint,
+    brief,
     check_compatible,
+    load_weights,
     read_adapter,
     shipped_adapter,
 )
 from .config import DEFAULT_MODEL, MODEL_ALIASES, ModelSettings, resolve_model_name
-from .errors import ModelError
+from .errors import AdapterError, ModelError
 from .labels import LABELS
 from .prompt import TEMPLATE_ID
 
@@ -107,7 +109,10 @@ def _source(settings: ModelSettings) -> tuple[str, str, str]:
 def _from_pretrained(loader, target: str, kind: str, **kwargs):
     """Load from a local directory or the local Hub cache; reach the Hub only when not offline."""
     if kind != "hub":
-        return loader.from_pretrained(target, **kwargs)
+        try:
+            return loader.from_pretrained(target, **kwargs)
+        except OSError as exc:  # a file missing or unreadable in the directory
+            raise ModelError(f"The model directory {target} cannot be loaded: {brief(exc)}") from None
     try:
         return loader.from_pretrained(target, local_files_only=True, **kwargs)
     except OSError:
@@ -148,7 +153,10 @@ def load_base(settings: ModelSettings) -> LoadedModel:
     device = resolve_device(settings.device)
     quantization = resolve_quantization(settings.quantization, device)
     name, target, kind = _source(settings)
-    tokenizer = _from_pretrained(AutoTokenizer, target, kind)
+    try:
+        tokenizer = _from_pretrained(AutoTokenizer, target, kind)
+    except ValueError as exc:  # transformers' word for tokenizer files it cannot use
+        raise ModelError(f"The tokenizer of {name!r} cannot be loaded: {brief(exc)}") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     kwargs = _quantization_kwargs(quantization, device)
@@ -171,22 +179,22 @@ def attach_adapter(loaded: LoadedModel, adapter_dir: Path | str) -> LoadedModel:
     check_compatible(info, loaded.model_name, loaded.fingerprint, TEMPLATE_ID, LABELS)
     model = loaded.model
     if info.strategy == "1d":
-        from safetensors.torch import load_file
-
+        state = load_weights(info.path / ONE_D_WEIGHTS_FILE, device=str(loaded.device))
         try:
-            state = load_file(str(info.path / ONE_D_WEIGHTS_FILE), device=str(loaded.device))
-        except Exception as exc:
-            raise ModelError(f"Adapter {info.path} has corrupt weights ({exc}). Retrain or restore it.") from None
-        unexpected = model.load_state_dict(state, strict=False).unexpected_keys
+            unexpected = model.load_state_dict(state, strict=False).unexpected_keys
+        except RuntimeError as exc:  # a tensor of another shape
+            raise AdapterError(f"Adapter {info.path} does not fit this model ({brief(exc)}). "
+                               "Retrain or restore it.") from None
         if unexpected:
-            raise ModelError(f"Adapter {info.path} holds parameters this model lacks: {unexpected[:3]}.")
+            raise AdapterError(f"Adapter {info.path} holds parameters this model lacks: {unexpected[:3]}.")
     elif info.strategy != "few-shot":
         from peft import PeftModel
 
         try:
             model = PeftModel.from_pretrained(model, str(info.path), is_trainable=False)
         except Exception as exc:
-            raise ModelError(f"Adapter {info.path} could not be loaded ({exc}). Retrain or restore it.") from None
+            raise AdapterError(f"Adapter {info.path} could not be loaded ({brief(exc)}). "
+                               "Retrain or restore it.") from None
         model.eval()
     log.info("attached adapter %s (%s) from %s", info.version, info.strategy, info.path)
     return LoadedModel(model, loaded.tokenizer, loaded.model_name, loaded.device, loaded.quantization,

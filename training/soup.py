@@ -25,6 +25,7 @@ from model.adapter import (
     PEFT_WEIGHTS_FILE,
     TRAINING_SET_FILE,
     AdapterInfo,
+    load_weights,
     read_adapter,
 )
 from model.errors import ModelError
@@ -59,8 +60,6 @@ class Member:
 
 def read_member(path: Path | str) -> Member:
     """One adapter, checked to be a plain LoRA adapter that can join a soup."""
-    from safetensors.torch import load_file
-
     try:
         info = read_adapter(path)
     except ModelError as exc:
@@ -68,11 +67,20 @@ def read_member(path: Path | str) -> Member:
     if info.strategy not in ("attention", "all"):
         raise TrainingError(f"{info.path} is a {info.strategy!r} adapter: only LoRA adapters (strategy attention "
                             "or all) can be averaged into a soup.")
-    config = json.loads((info.path / PEFT_CONFIG_FILE).read_text(encoding="utf-8"))
+    try:
+        config = json.loads((info.path / PEFT_CONFIG_FILE).read_text(encoding="utf-8"))
+        if not isinstance(config, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise TrainingError(f"{info.path / PEFT_CONFIG_FILE} is unreadable or corrupt ({exc}). "
+                            "Retrain or restore the adapter.") from None
     if config.get("rank_pattern") or config.get("alpha_pattern"):
         raise TrainingError(f"{info.path} uses per-module LoRA ranks (rank_pattern/alpha_pattern), which a soup "
                             "does not support: train the members with one rank.")
-    weights = load_file(info.path / PEFT_WEIGHTS_FILE)
+    try:
+        weights = load_weights(info.path / PEFT_WEIGHTS_FILE)
+    except ModelError as exc:  # truncated, or not safetensors at all
+        raise TrainingError(str(exc)) from None
     if not weights or any("lora_A" not in key and "lora_B" not in key for key in weights):
         raise TrainingError(f"{info.path / PEFT_WEIGHTS_FILE} holds tensors other than LoRA A/B matrices: "
                             "it cannot join a soup.")

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import signal
 
+from model.config import resolve_model_name
 from model.errors import ModbotError
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,8 @@ def run(args: argparse.Namespace) -> int:
     if args.log_level is None:  # .env is read only now: let its MODBOT_LOG_LEVEL apply
         logging.getLogger().setLevel(settings.logging_level)
     token = settings.require_token()
+    # A MODBOT_MODEL that names nothing is found out before the bot connects, not after it has logged in.
+    resolve_model_name(settings.model.model)
     bot = create_bot(settings)
     try:
         asyncio.run(_serve(bot, token))

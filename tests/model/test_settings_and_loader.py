@@ -44,6 +44,9 @@ def test_model_names(tmp_path):
     assert resolve_model_name("smollm2-135m")[0] == "default"
     assert resolve_model_name("gpt-j-6b") == ("hub", "EleutherAI/gpt-j-6b")
     assert resolve_model_name("someone/some-model") == ("hub", "someone/some-model")
+    with pytest.raises(ModelError, match="a directory without a model in it"):
+        resolve_model_name(str(tmp_path))
+    (tmp_path / "config.json").write_text("{}")
     assert resolve_model_name(str(tmp_path))[0] == "local"
     with pytest.raises(ModelError, match="not a known model"):
         resolve_model_name("gpt-5-ultra")
