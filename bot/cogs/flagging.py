@@ -13,6 +13,7 @@ from model.prompt import has_content
 
 from .. import cards, storage
 from ..bot import ModBot
+from ..messages import message_text
 from ..service import QueueFull, ServiceClosed
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ class Flagging(commands.Cog):
     @commands.Cog.listener()
     async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
         before = payload.cached_message
-        if before is not None and before.content == payload.message.content:
+        if before is not None and message_text(before) == message_text(payload.message):
             return  # an embed unfurled, a pin: the text did not change
         await self.check(payload.message, edited=True)
 
@@ -66,7 +67,8 @@ class Flagging(commands.Cog):
     async def _check(self, message: discord.Message, *, edited: bool) -> None:
         if message.guild is None or message.author.bot or message.webhook_id is not None:
             return
-        if message.type not in USER_MESSAGE_TYPES or not has_content(message.content):
+        text = message_text(message)  # forwards and polls carry their text outside message.content
+        if message.type not in USER_MESSAGE_TYPES or not has_content(text):
             return
         config = await storage.get_guild_config(self.bot.db, message.guild.id)
         channel = message.channel
@@ -81,7 +83,7 @@ class Flagging(commands.Cog):
         if config.is_exempt(channel_ids, role_ids):
             return
         try:
-            prediction = await self.bot.service.classify(message.content)
+            prediction = await self.bot.service.classify(text)
         except QueueFull:  # the service logs the drops, a few lines per burst
             log.debug("Message %d in channel %d was not classified: the queue is full", message.id, channel.id)
             return
@@ -98,7 +100,7 @@ class Flagging(commands.Cog):
             message_id=message.id,
             author_id=message.author.id,
             prediction=prediction,
-            text=message.content if label else None,
+            text=text if label else None,
             now=discord.utils.utcnow(),
         )
         if label is None:

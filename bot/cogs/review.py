@@ -18,6 +18,7 @@ from model.prompt import has_content
 
 from .. import cards, checks, storage
 from ..bot import ModBot
+from ..messages import message_text
 
 log = logging.getLogger(__name__)
 
@@ -101,12 +102,12 @@ class Review(commands.Cog):
         if message.author.bot:
             await interaction.response.send_message("Messages from bots are not classified.", ephemeral=True)
             return
-        if not has_content(message.content):
+        if not has_content(message_text(message)):
             await interaction.response.send_message("That message has no text to label.", ephemeral=True)
             return
         view = LabelChoice(self, interaction.user.id, message)
         await interaction.response.send_message(
-            f"How should this message be labelled?\n{cards.quote(message.content, limit=300)}",
+            f"How should this message be labelled?\n{cards.quote(message_text(message), limit=300)}",
             view=view,
             ephemeral=True,
         )
@@ -127,7 +128,7 @@ class Review(commands.Cog):
             channel_id=message.channel.id,
             message_id=message.id,
             author_id=message.author.id,
-            text=message.content,
+            text=message_text(message),
             label=label,
             moderator_id=interaction.user.id,
             now=discord.utils.utcnow(),

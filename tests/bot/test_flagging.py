@@ -245,3 +245,51 @@ async def test_a_queue_overflow_logs_a_few_lines_not_two_per_dropped_message(mak
     lines = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert 1 <= len(lines) <= 3, lines
     assert lines[-1].endswith(f"{dropped} since start")
+
+
+def send_poll(env, server, question: str, answers: list[str]):
+    """A poll from the member, built in SimCord's backend (its members have no poll-sending helper)."""
+    from datetime import UTC, datetime, timedelta
+
+    from simcord.backend.models.message import Poll, PollAnswer
+
+    poll = Poll(question=question, answers=[PollAnswer(i, text) for i, text in enumerate(answers, start=1)],
+                expiry=(datetime.now(UTC) + timedelta(hours=1)).isoformat())
+    return env.backend.create_message(server.general.id, server.member.id, "", poll=poll)
+
+
+async def test_a_forwarded_message_is_classified_by_what_it_forwards(env, server, classifier):
+    lounge = server.guild.create_text_channel("lounge")
+    await server.admin.slash(server.general, "mod exempt", channel=lounge)
+    original = await server.member.send(lounge, f"those people are {HATE_WORD}")
+    assert server.cards() == []  # exempt where it was written
+    forward = await server.member.forward(original, server.general)
+    assert forward.content == "" and forward.message_snapshots  # the text is in the snapshot only
+    [card] = server.cards()
+    assert f"those people are {HATE_WORD}" in card.embeds[0].description
+    assert (await storage.flag_for_message(env.bot.db, forward.id)).text == f"those people are {HATE_WORD}"
+    assert classifier.batches[-1] == [f"those people are {HATE_WORD}"]
+
+
+async def test_a_poll_is_classified_by_its_question_and_answers(env, server, classifier):
+    stored = send_poll(env, server, f"are those people {HATE_WORD}?", ["yes", "obviously"])
+    await env.settle()
+    [card] = server.cards()
+    text = f"are those people {HATE_WORD}?\nyes\nobviously"
+    assert (await storage.flag_for_message(env.bot.db, stored.id)).text == text
+    assert classifier.batches[-1] == [text]
+    # a harmless poll is classified too (and not flagged)
+    harmless = send_poll(env, server, "pizza or pasta tonight?", ["pizza", "pasta"])
+    await env.settle()
+    assert (await storage.latest_prediction(env.bot.db, harmless.id)).label == "neutral"
+    assert len(server.cards()) == 1
+
+
+async def test_label_message_labels_a_poll_by_its_text(env, server):
+    stored = send_poll(env, server, "who is the worst here?", ["you", "me"])
+    await env.settle()
+    message = next(m for m in server.general.history() if m.id == stored.id)
+    shown = await server.mod.context_menu(server.general, "Label message", message)
+    await server.mod.click(shown.response, label="Offensive")
+    [correction] = [c async for c in storage.corrections(env.bot.db)]
+    assert correction.text == "who is the worst here?\nyou\nme"
