@@ -79,7 +79,7 @@ def render_card(flag: storage.Flag, *, reopened_by: int | None = None) -> discor
     title = f"Flagged as {flag.label} ({prediction.probabilities[flag.label]:.2f})"
     if flag.text is not None:
         description = quote(flag.text)
-    elif decision is not None:
+    elif decision is not None and not flag.message_deleted:  # the text a moderator decided on, until deleted
         description = quote(decision.text)
     else:
         description = "*The message was deleted; its text was erased.*" if flag.message_deleted else (

@@ -570,19 +570,28 @@ async def add_prediction(
     prediction: Prediction,
     text: str | None,
     now: datetime,
-) -> PredictionRecord:
-    """Store one classification. Pass ``text`` only for a message that is flagged."""
+) -> PredictionRecord | None:
+    """Store one classification. Pass ``text`` only for a message that is flagged.
+
+    None, and nothing stored, for a message already deleted (:func:`forget_message`): its classification
+    finished after the deletion, or an edit event arrived late. One statement, so a deletion is either
+    before it (nothing stored) or after it (the text it stored is erased).
+    """
     p = prediction.probabilities
     cursor = await _write(
         conn,
         "INSERT INTO predictions (guild_id, channel_id, message_id, author_id, label, p_hate, p_offensive,"
         " p_neutral, model, adapter_version, truncated, text, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
+        " WHERE NOT EXISTS (SELECT 1 FROM erased_messages WHERE message_id = ?)",
         (
             guild_id, channel_id, message_id, author_id, prediction.label, p["hate"], p["offensive"],
             p["neutral"], prediction.model, prediction.adapter_version, int(prediction.truncated), text, _ts(now),
+            message_id,
         ),
     )
+    if cursor.rowcount != 1:
+        return None
     return PredictionRecord(
         id=cursor.lastrowid, guild_id=guild_id, channel_id=channel_id, message_id=message_id,
         author_id=author_id, label=prediction.label, probabilities=dict(p), model=prediction.model,
@@ -608,12 +617,15 @@ async def add_flag(
     conn: aiosqlite.Connection, prediction: PredictionRecord, *, label: str, action: str, now: datetime
 ) -> Flag:
     _check_flaggable(label)
+    # A deletion between the prediction and its flag has already erased the prediction's text: the flag
+    # says deleted, as the flags the deletion found do.
     cursor = await _write(
         conn,
-        "INSERT INTO flags (prediction_id, guild_id, channel_id, message_id, author_id, label, action, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO flags (prediction_id, guild_id, channel_id, message_id, author_id, label, action,"
+        " message_deleted, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, EXISTS (SELECT 1 FROM erased_messages WHERE message_id = ?), ?)",
         (prediction.id, prediction.guild_id, prediction.channel_id, prediction.message_id,
-         prediction.author_id, label, action, _ts(now)),
+         prediction.author_id, label, action, prediction.message_id, _ts(now)),
     )
     flag = await get_flag(conn, cursor.lastrowid)
     assert flag is not None
@@ -699,14 +711,32 @@ async def unreviewed_flag_channels(conn: aiosqlite.Connection, guild_id: int) ->
     return [row[0] for row in rows]
 
 
-async def forget_message(conn: aiosqlite.Connection, message_id: int) -> list[int]:
-    """A message was deleted: erase its stored text (corrections keep theirs). Returns the flags it had."""
+async def forget_message(conn: aiosqlite.Connection, message_id: int, now: datetime | None = None) -> list[int]:
+    """A message was deleted: erase its stored text (corrections keep theirs). Returns the flags it had.
+
+    Its id is remembered first (:func:`is_erased`), so that what comes after the deletion (a classification
+    still running, a late edit event, a message recorded for the next start) stores nothing.
+    """
+    await _write(conn, "INSERT INTO erased_messages (message_id, reason, erased_at) VALUES (?, 'deleted', ?)"
+                       " ON CONFLICT (message_id) DO NOTHING", (message_id, _ts(now or datetime.now(UTC))))
     await _write(conn, "UPDATE predictions SET text = NULL WHERE message_id = ? AND text IS NOT NULL", (message_id,))
     await remove_pending_message(conn, message_id)
     rows = await _write_returning(
         conn, "UPDATE flags SET message_deleted = 1 WHERE message_id = ? RETURNING id", (message_id,)
     )
     return [row[0] for row in rows]
+
+
+async def is_erased(conn: aiosqlite.Connection, message_id: int) -> bool:
+    """Whether the message was deleted (or erased): its text must not be stored again."""
+    return await _fetchone(conn, "SELECT 1 FROM erased_messages WHERE message_id = ?", (message_id,)) is not None
+
+
+async def prune_erased_messages(conn: aiosqlite.Connection, cutoff: datetime) -> int:
+    """Forget the ids of messages deleted before ``cutoff`` (what follows a deletion comes within seconds)."""
+    cursor = await _write(conn, "DELETE FROM erased_messages WHERE reason = 'deleted' AND erased_at < ?",
+                          (_ts(cutoff),))
+    return cursor.rowcount
 
 
 async def erase_expired_texts(conn: aiosqlite.Connection, cutoff: datetime) -> list[int]:
@@ -751,12 +781,14 @@ async def add_pending_message(
     conn: aiosqlite.Connection, *, guild_id: int, channel_id: int, message_id: int, edited: bool, now: datetime
 ) -> None:
     """Record a message to classify at the next start (ids only: it is fetched again from Discord then)."""
-    # A message recorded twice (new, then edited) was never classified: it is new, not an edit.
+    # A message recorded twice (new, then edited) was never classified: it is new, not an edit. A message
+    # deleted meanwhile is not recorded.
     await _write(
         conn,
-        "INSERT INTO pending_messages (message_id, guild_id, channel_id, edited, created_at) VALUES (?, ?, ?, ?, ?)"
+        "INSERT INTO pending_messages (message_id, guild_id, channel_id, edited, created_at)"
+        " SELECT ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM erased_messages WHERE message_id = ?)"
         " ON CONFLICT (message_id) DO UPDATE SET edited = MIN(edited, excluded.edited)",
-        (message_id, guild_id, channel_id, int(edited), _ts(now)),
+        (message_id, guild_id, channel_id, int(edited), _ts(now), message_id),
     )
 
 

@@ -48,10 +48,13 @@ class Flagging(commands.Cog):
 
     @commands.Cog.listener()
     async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
-        await self.forget(payload.message_id)
+        if payload.guild_id is not None:
+            await self.forget(payload.message_id)
 
     @commands.Cog.listener()
     async def on_raw_bulk_message_delete(self, payload: discord.RawBulkMessageDeleteEvent) -> None:
+        if payload.guild_id is None:
+            return
         for message_id in payload.message_ids:
             await self.forget(message_id)
 
@@ -82,6 +85,8 @@ class Flagging(commands.Cog):
         role_ids = [role.id for role in getattr(message.author, "roles", ())]
         if config.is_exempt(channel_ids, role_ids):
             return
+        if await storage.is_erased(self.bot.db, message.id):
+            return  # an edit event that arrived after the message was deleted
         try:
             prediction = await self.bot.service.classify(text)
         except QueueFull:  # the service logs the drops, a few lines per burst
@@ -103,6 +108,10 @@ class Flagging(commands.Cog):
             text=text if label else None,
             now=discord.utils.utcnow(),
         )
+        if record is None:  # deleted while it was being classified: nothing is stored, no card is posted
+            log.debug("Message %d in channel %d was deleted before its classification was stored", message.id,
+                      channel.id)
+            return
         if label is None:
             return
         if edited and await storage.flag_for_message(self.bot.db, message.id) is not None:
@@ -185,7 +194,7 @@ class Flagging(commands.Cog):
         if message_id in self._deleted_by_us:
             self._deleted_by_us.discard(message_id)
             return
-        for flag_id in await storage.forget_message(self.bot.db, message_id):
+        for flag_id in await storage.forget_message(self.bot.db, message_id, discord.utils.utcnow()):
             flag = await storage.get_flag(self.bot.db, flag_id)
             if flag is not None:
                 await cards.refresh_card(self.bot, flag)

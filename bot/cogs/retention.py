@@ -1,6 +1,7 @@
 """Retention: once a day, erase the text of flags nobody reviewed within MODBOT_RETENTION_DAYS.
 
-Corrections keep their text: they are the training data of the next adapter.
+Corrections keep their text: they are the training data of the next adapter. The same pass drops the ids of
+messages deleted more than a week ago, kept so that nothing arriving after a deletion stores the text again.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from .. import cards, storage
 from ..bot import ModBot
 
 log = logging.getLogger(__name__)
+
+DELETED_IDS_DAYS = 7  # a classification or an edit event that follows a deletion comes within seconds
 
 
 class Retention(commands.Cog):
@@ -35,7 +38,9 @@ class Retention(commands.Cog):
             log.exception("Retention: erasing expired texts failed")
 
     async def erase_expired(self) -> list[int]:
-        cutoff = discord.utils.utcnow() - timedelta(days=self.bot.settings.retention_days)
+        now = discord.utils.utcnow()
+        await storage.prune_erased_messages(self.bot.db, now - timedelta(days=DELETED_IDS_DAYS))
+        cutoff = now - timedelta(days=self.bot.settings.retention_days)
         flag_ids = await storage.erase_expired_texts(self.bot.db, cutoff)
         if flag_ids:
             log.info("Retention: erased the text of %d unreviewed flags older than %d days", len(flag_ids),

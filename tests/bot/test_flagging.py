@@ -293,3 +293,90 @@ async def test_label_message_labels_a_poll_by_its_text(env, server):
     await server.mod.click(shown.response, label="Offensive")
     [correction] = [c async for c in storage.corrections(env.bot.db)]
     assert correction.text == "who is the worst here?\nyou\nme"
+
+
+# --------------------------------------------------------------------------- deletions erase the text for good
+
+
+async def test_deleting_a_reviewed_message_erases_its_text_from_the_card(env, server):
+    message = await server.member.send(server.general, f"those people are {HATE_WORD}")
+    await server.mod.click(server.cards()[0], label="Confirm (hate)")
+    assert HATE_WORD in server.cards()[0].embeds[0].description  # reviewed: the card quotes what was decided on
+    await server.member.delete(message)
+    embed = server.cards()[0].embeds[0]
+    assert HATE_WORD not in embed.description and "deleted" in embed.description
+    assert {f.name: f.value for f in embed.fields}["Decision"].startswith("**hate**: confirmed")
+    assert (await storage.flag_for_message(env.bot.db, message.id)).text is None
+
+
+class GatedClassifier:
+    """The keyword classifier, held at the start of each batch until the test releases it."""
+
+    def __init__(self, inner) -> None:
+        import threading
+
+        self.inner = inner
+        self.model_name, self.adapter_version = inner.model_name, inner.adapter_version
+        self.started, self.release = threading.Event(), threading.Event()
+
+    def classify(self, texts):
+        self.started.set()
+        self.release.wait(30)
+        return self.inner.classify(texts)
+
+
+async def test_a_message_deleted_while_it_is_classified_is_neither_stored_nor_carded(env, server, classifier,
+                                                                                     monkeypatch):
+    import asyncio
+    import time
+
+    gated = GatedClassifier(classifier)
+    env.bot.service.swap(gated)
+    flagging = env.bot.get_cog("Flagging")
+    deletions_handled = asyncio.Event()
+    handle_deletion = flagging.forget
+
+    async def forget(message_id):
+        await handle_deletion(message_id)
+        deletions_handled.set()
+
+    monkeypatch.setattr(flagging, "forget", forget)
+    try:
+        stored = env.backend.create_message(server.general.id, server.member.id, f"those people are {HATE_WORD}")
+        deadline = time.monotonic() + 10
+        while not gated.started.is_set():  # the bot received it and the classifier has it
+            assert time.monotonic() < deadline, "the message never reached the classifier"
+            await asyncio.sleep(0.01)
+        env.backend.delete_message(server.general.id, stored.id)
+        await asyncio.wait_for(deletions_handled.wait(), 10)  # the bot handled the deletion first
+    finally:
+        gated.release.set()
+    await env.settle()
+    assert server.cards() == []
+    assert await storage.flag_for_message(env.bot.db, stored.id) is None
+    assert await storage.latest_prediction(env.bot.db, stored.id) is None
+
+
+async def test_an_edit_event_arriving_after_the_deletion_stores_nothing(env, server, classifier):
+    from simcord.backend import serializers
+
+    message = await server.member.send(server.general, "perfectly fine")
+    # Discord delivered the edit after the deletion: the edit's payload, made before the message was deleted
+    stored = env.backend.get_message(server.general.id, message.id)
+    stored.content = f"edited into {HATE_WORD}"
+    late_edit = dict(serializers.message_payload(env.backend, stored))
+    await server.member.delete(message)
+    batches = len(classifier.batches)
+    env.backend.emit("MESSAGE_UPDATE", late_edit)
+    await env.settle()
+    assert server.cards() == []
+    assert await storage.flag_for_message(env.bot.db, message.id) is None
+    assert all(p is None or p.text is None for p in [await storage.latest_prediction(env.bot.db, message.id)])
+    assert len(classifier.batches) == batches  # not even classified
+
+
+async def test_a_message_the_bot_deleted_itself_keeps_its_text_for_the_review(env, server):
+    await server.admin.slash(server.general, "mod action", label="hate", action="delete")
+    message = await server.member.send(server.general, f"{HATE_WORD} removed by the bot")
+    assert not await storage.is_erased(env.bot.db, message.id)
+    assert HATE_WORD in server.cards()[0].embeds[0].description

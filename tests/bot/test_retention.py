@@ -23,3 +23,13 @@ async def test_unreviewed_texts_are_erased_after_the_retention_period(env, serve
     assert (await storage.flag_for_message(env.bot.db, reviewed.id)).text == f"{HATE_WORD} reviewed"
     [correction] = [c async for c in storage.corrections(env.bot.db)]
     assert correction.text == f"{HATE_WORD} reviewed"
+
+
+async def test_the_ids_of_deleted_messages_are_kept_a_week_then_dropped(env, server):
+    message = await server.member.send(server.general, f"{HATE_WORD} deleted")
+    await server.member.delete(message)
+    await env.advance_time(6 * 86400)
+    assert await storage.is_erased(env.bot.db, message.id)  # a late edit is still refused
+    await env.advance_time(2 * 86400)
+    assert not await storage.is_erased(env.bot.db, message.id)  # the table does not grow for ever
+    assert (await storage.flag_for_message(env.bot.db, message.id)).text is None
