@@ -6,14 +6,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator
-from dataclasses import replace
 
 import aiosqlite
 import discord
 from discord import app_commands
 from discord.ext import commands
-
-from model import Classifier
 
 from . import retrain, storage
 from .service import ClassificationService, SupportsClassify
@@ -101,13 +98,9 @@ class ModBot(commands.Bot):
     async def _start_service(self) -> ClassificationService:
         classifier = self._given_classifier
         if classifier is None:
-            # The registry's active version (after a retrain or a rollback) wins over the configured adapter.
-            model_settings = self.settings.model
-            active_dir = await retrain.serving_adapter(self.db, self.settings)
-            if active_dir is not None:
-                model_settings = replace(model_settings, adapter=active_dir)
-            # Loading takes seconds: do it off the event loop.
-            classifier = await asyncio.to_thread(Classifier.from_settings, model_settings)
+            # The registry's active version (after a retrain or a rollback) wins over the configured adapter;
+            # one that cannot be loaded gives way to the last good one. Loading happens off the event loop.
+            classifier = await retrain.load_serving(self.db, self.settings)
         log.info("Classifier: %s, adapter %s", classifier.model_name, classifier.adapter_version)
         return ClassificationService(
             classifier,

@@ -9,13 +9,15 @@ shared by the retrain cog and `modbot retrain`, does everything around it:
 * launches ``python -m training.retrain --spec ...`` and follows it through its progress file, without
   waiting on it: :meth:`Job.poll` reads what was appended since the last call and never blocks;
 * records the end: promoted (the caller swaps the classifier, then :func:`promote`), rejected (the
-  adapter stays on disk), cancelled or failed (nothing is kept; a half-written directory is removed).
+  adapter stays on disk), cancelled or failed (nothing is kept; a half-written directory is removed);
+* at start-up, serves the active version, or the last good one when it cannot be loaded (:func:`load_serving`).
 
 Nothing here imports discord.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -32,7 +34,7 @@ import aiosqlite
 
 from model import Classifier
 from model.adapter import METADATA_FILE, TRAINING_SET_FILE, read_adapter
-from model.errors import ModbotError
+from model.errors import AdapterError, ModbotError
 from training.retrain import MAX_F1_DROP, JobSpec, gate
 
 from . import storage
@@ -65,15 +67,43 @@ def _now() -> datetime:
 # --------------------------------------------------------------------------- the registry at start-up
 
 
-async def serving_adapter(conn: aiosqlite.Connection, settings: Settings) -> Path | None:
-    """The directory the bot should serve: the registry's active version for this model, if it is usable.
+async def load_serving(conn: aiosqlite.Connection, settings: Settings) -> Classifier:
+    """The classifier the bot starts with: the registry's active version for this model, if it loads.
 
-    A MODBOT_ADAPTER that no version came from is the owner's new choice: None, so that the bot loads it
-    (and :func:`register_serving` makes it the active version).
+    An active version that cannot be loaded (a file missing, truncated or corrupt weights, made for another
+    model or prompt) does not stop the bot: it is marked failed with the reason, its directory is kept, and
+    the versions that were active before it are tried, the most recent first; the first that loads becomes
+    the active version again. When none does, the configured adapter (MODBOT_ADAPTER, else the shipped one)
+    is served, and :func:`register_serving` registers it. A base model that cannot be loaded is not an
+    adapter's fault: its ModelError stops the start as before.
+
+    A MODBOT_ADAPTER that no version came from is the owner's new choice: it is served (and becomes the
+    active version), whatever the registry says.
     """
+    broken: list[storage.AdapterVersion] = []
+    for version in await _serving_candidates(conn, settings):
+        try:
+            classifier = await asyncio.to_thread(load_classifier, settings, version.path)
+        except AdapterError as exc:
+            await record_unloadable(conn, version, exc)
+            broken.append(version)
+            continue
+        if broken:
+            await storage.activate_version(conn, version.number, now=_now())
+            log.warning("Serving adapter version %d, the last good one, instead of version %d, which cannot be "
+                        "loaded (see /mod model)", version.number, broken[0].number)
+        return classifier
+    if broken:
+        log.warning("No registered adapter version can be loaded: serving the configured adapter instead")
+    return await asyncio.to_thread(Classifier.from_settings, settings.model)
+
+
+async def _serving_candidates(conn: aiosqlite.Connection, settings: Settings) -> list[storage.AdapterVersion]:
+    """The active version, then the versions active before it (newest first); none when the configured
+    adapter is to be served instead."""
     active = await storage.active_version(conn)
     if active is None or active.model != settings.model.model or active.path is None:
-        return None
+        return []
     explicit = settings.model.adapter
     if explicit is not None:
         known = {Path(p).resolve() for v in await storage.list_versions(conn, limit=10_000)
@@ -81,14 +111,18 @@ async def serving_adapter(conn: aiosqlite.Connection, settings: Settings) -> Pat
         if Path(explicit).resolve() not in known:
             log.info("MODBOT_ADAPTER=%s is not a registered version: serving it (it becomes the active version)",
                      explicit)
-            return None
-    try:
-        read_adapter(active.path)
-    except ModbotError as exc:
-        log.error("The active adapter version %d cannot be loaded (%s); serving the configured adapter instead",
-                  active.number, exc)
-        return None
-    return active.path
+            return []
+    return [active, *await storage.previous_versions(conn, settings.model.model)]
+
+
+async def record_unloadable(conn: aiosqlite.Connection, version: storage.AdapterVersion,
+                            error: Exception) -> storage.AdapterVersion:
+    """Mark ``version`` failed because its adapter cannot be loaded, keeping its directory (to inspect, restore,
+    and serve again with `/mod rollback`), and say so in the log."""
+    reason = f"its adapter cannot be loaded: {error}"
+    log.error("Adapter version %d (%s) cannot be loaded and is marked failed; its directory %s is kept: %s",
+              version.number, version.name, version.path, error)
+    return await storage.mark_version_unloadable(conn, version.number, reason=reason, now=_now())
 
 
 def classifier_adapter_path(classifier) -> Path | None:
@@ -126,8 +160,6 @@ async def register_serving(conn: aiosqlite.Connection, settings: Settings,
 
 
 async def _copy_tree(source: Path, target: Path) -> None:
-    import asyncio
-
     def copy() -> None:
         if target.exists():
             shutil.rmtree(target)

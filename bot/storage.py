@@ -1153,3 +1153,21 @@ async def count_corrections_since(
     where, params = _in_guilds(guild_ids)
     return (await _fetchone(conn, f"SELECT COUNT(*) FROM corrections WHERE id > ?{where}",
                             (correction_id, *params)))[0]
+
+
+async def mark_version_unloadable(conn: aiosqlite.Connection, number: int, *, reason: str,
+                                  now: datetime) -> AdapterVersion:
+    """Version ``number``'s adapter cannot be loaded: it becomes ``failed`` with ``reason``, and keeps its
+    directory (a failed version with a path is one that could not be loaded; `/mod rollback` may serve it
+    again once it is repaired)."""
+    await _write(conn, "UPDATE adapter_versions SET status = 'failed', reason = ?, pid = NULL,"
+                       " finished_at = COALESCE(finished_at, ?) WHERE number = ?", (reason, _ts(now), number))
+    version = await get_version(conn, number)
+    assert version is not None
+    return version
+
+
+async def previous_versions(conn: aiosqlite.Connection, model: str) -> list[AdapterVersion]:
+    """``model``'s versions that were active before the active one, the most recently active first."""
+    return await _version_rows(conn, "status = 'previous' AND model = ? AND path IS NOT NULL", (model,),
+                               order="COALESCE(activated_at, created_at) DESC, number DESC")

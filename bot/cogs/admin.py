@@ -278,6 +278,13 @@ class Admin(commands.GroupCog, group_name="mod", group_description="modbot moder
             ),
             inline=False,
         )
+        # A failed version that kept its directory is one whose adapter could not be loaded (bot.retrain).
+        unloadable = [v for v in versions if v.status == "failed" and v.path is not None]
+        if unloadable:
+            embed.colour = discord.Colour.red()
+            embed.add_field(name="Could not be loaded",
+                            value="\n".join(f"**v{v.number}**: {(v.reason or '?')[:300]}" for v in unloadable)[:1024],
+                            inline=False)
         await self._reply(interaction, embed=embed)
 
     @app_commands.command(name="rollback", description="Make an earlier model version active again")

@@ -21,7 +21,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands, tasks
 
-from model.errors import ModbotError
+from model.errors import AdapterError, ModbotError
 
 from .. import checks, retrain, storage
 from ..bot import ModBot
@@ -297,6 +297,12 @@ class Retrain(commands.GroupCog, group_name="retrain",
         async with self._swap_lock:
             try:
                 classifier = await asyncio.to_thread(retrain.load_classifier, self.bot.settings, active.path)
+            except AdapterError as exc:
+                # The version being served stays, and is the active one again; the other is marked failed.
+                await retrain.record_unloadable(self.bot.db, active, exc)
+                if self.serving_number is not None:
+                    await storage.activate_version(self.bot.db, self.serving_number, now=datetime.now(UTC))
+                return
             except Exception:
                 log.exception("Version %d became active but cannot be loaded; still serving version %s",
                               active.number, self.serving_number)
@@ -314,7 +320,7 @@ class Retrain(commands.GroupCog, group_name="retrain",
             raise RollbackRefused(f"There is no version {number}. `/mod model` lists them.")
         if version.status == "active":
             raise RollbackRefused(f"Version {number} is already the active version.")
-        if version.status not in ("previous", "rejected") or version.path is None:
+        if version.status not in ("previous", "rejected", "failed") or version.path is None:
             raise RollbackRefused(f"Version {number} was {version.status}: it has no adapter to serve.")
         if version.model != self.bot.settings.model.model:
             raise RollbackRefused(f"Version {number} belongs to model {version.model}, but the bot serves "
