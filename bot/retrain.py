@@ -9,7 +9,8 @@ shared by the retrain cog and `modbot retrain`, does everything around it:
 * launches ``python -m training.retrain --spec ...`` and follows it through its progress file, without
   waiting on it: :meth:`Job.poll` reads what was appended since the last call and never blocks;
 * records the end: promoted (the caller swaps the classifier, then :func:`promote`), rejected (the
-  adapter stays on disk), cancelled or failed (nothing is kept; a half-written directory is removed);
+  adapter stays on disk), cancelled or failed (nothing is kept; a half-written directory is removed), or
+  failed because the promoted adapter cannot be loaded (kept on disk, with the reason);
 * at start-up, serves the active version, or the last good one when it cannot be loaded (:func:`load_serving`).
 
 Nothing here imports discord.
@@ -528,19 +529,27 @@ def _remove_candidate(version: storage.AdapterVersion) -> None:
             shutil.rmtree(leftover, ignore_errors=True)
 
 
-async def record_end(conn: aiosqlite.Connection, job: Job, end: Outcome) -> storage.AdapterVersion:
-    """Record a rejected, cancelled or failed job (promotion: :func:`promote`, after the swap is ready)."""
+async def record_end(conn: aiosqlite.Connection, job: Job, end: Outcome, *,
+                     keep_adapter: bool = False) -> storage.AdapterVersion:
+    """Record a rejected, cancelled or failed job (promotion: :func:`promote`, after the swap is ready).
+
+    ``keep_adapter``: a failed job's adapter directory stays (a candidate that passed the gate but could not
+    be loaded: the evidence of what went wrong, and `/mod rollback` can serve it once it is repaired).
+    """
     version = await storage.get_version(conn, job.number)
     assert version is not None
     result = end.result or {}
     figures = {k: result[k] for k in ("candidate", "active") if k in result} or None
     if end.status in ("cancelled", "failed"):
-        _remove_candidate(version)
+        keep = keep_adapter and end.status == "failed"
+        if not keep:
+            _remove_candidate(version)
         status = end.status
     else:
+        keep = True
         status = "rejected"
     return await storage.finish_job(conn, job.number, status=status, reason=end.reason, now=_now(),
-                                    data=result.get("data"), figures=figures, keep_path=status == "rejected")
+                                    data=result.get("data"), figures=figures, keep_path=keep)
 
 
 async def promote(conn: aiosqlite.Connection, job: Job, end: Outcome) -> storage.AdapterVersion:

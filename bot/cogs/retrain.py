@@ -247,10 +247,13 @@ class Retrain(commands.GroupCog, group_name="retrain",
                     self.bot.service.swap(classifier)
                     self.serving_number = version.number
             except Exception as exc:
-                log.exception("The promoted adapter version %d could not be loaded", job.number)
-                end = retrain.Outcome("failed", f"the new adapter passed the gate but could not be loaded: {exc}",
-                                      end.result)
-                version = await retrain.record_end(db, job, end)
+                # Kept and marked, with why: the evidence, and `/mod rollback` serves it once repaired.
+                log.error("Retraining: version %d passed the gate but cannot be loaded; it is marked failed and its "
+                          "directory %s is kept: %s", job.number, version.path, exc,
+                          exc_info=not isinstance(exc, ModbotError))
+                end = retrain.Outcome("failed", f"the new adapter passed the gate but cannot be loaded: {exc} "
+                                                f"(its directory is kept: {version.path})", end.result)
+                version = await retrain.record_end(db, job, end, keep_adapter=True)
             else:
                 log.info("Retraining: version %d promoted and serving (%s)", version.number, end.reason)
         else:

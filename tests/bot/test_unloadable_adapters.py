@@ -7,9 +7,11 @@ test_retrain.py, whose fixtures these tests share).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import shutil
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -109,3 +111,41 @@ async def test_a_version_promoted_from_the_shell_that_cannot_be_loaded_is_marked
     assert any(r.levelno == logging.ERROR and "Adapter version 2 (v2) cannot be loaded" in r.getMessage()
                for r in caplog.records)
 
+
+async def test_a_promoted_adapter_that_fails_to_load_on_the_swap_is_kept_marked_and_explained(
+        env, server, settings, caplog):
+    db = env.bot.db
+    await shared.add_corrections(db, shared.make_examples({"hate": 25}, seed=3))
+    result = await server.owner.slash(server.general, "retrain start")
+    assert result.response.content.startswith("Retraining started: version 2")
+    cog = env.bot.get_cog("Retrain")
+    # Let the job finish in real time while the bot's clock stands still (it reads the job's files only when
+    # SimCord's clock moves), then damage the new adapter before the bot swaps it in.
+    deadline = time.perf_counter() + 300
+    while cog.job.returncode is None:
+        assert time.perf_counter() < deadline, "the job did not finish"
+        await asyncio.sleep(0.5)
+    assert json.loads((cog.job.spec.job_dir / "result.json").read_text())["promote"] is True
+    weights = read_adapter(settings.adapter_dir / "v2").weights_file
+    original = damage(weights, "truncated")
+    caplog.set_level(logging.INFO, logger="bot")
+
+    version = await shared.wait_until(env, lambda: shared.job_ended(env, 2), "the job's end to be recorded")
+    assert version.status == "failed" and version.path == (settings.adapter_dir / "v2").resolve()
+    assert version.reason.startswith("the new adapter passed the gate but cannot be loaded: ")
+    assert f"its directory is kept: {version.path}" in version.reason
+    assert (version.path / "modbot_adapter.json").is_file() and (version.path / "train.jsonl").is_file()
+    assert (await storage.active_version(db)).number == 1 and env.bot.service.adapter_version == "first"
+    assert any(r.levelno == logging.ERROR and "version 2 passed the gate but cannot be loaded" in r.getMessage()
+               for r in caplog.records)
+    final = shared.status_message(server).embeds[0]
+    assert "failed" in final.description
+    assert "passed the gate but cannot be loaded" in {f.name: f.value for f in final.fields}["Why it failed"]
+    assert model_fields(await server.admin.slash(server.general, "mod model"))["Could not be loaded"].startswith(
+        "**v2**: the new adapter passed the gate")
+
+    # kept, so it can be repaired and served: the owner restores the file and rolls forward to it
+    weights.write_bytes(original)
+    rolled = await server.owner.slash(server.general, "mod rollback", version=2)
+    assert "Version 2 (v2) is active again" in rolled.response.content
+    assert env.bot.service.adapter_version == "v2"
