@@ -47,6 +47,10 @@ log = logging.getLogger(__name__)
 # `modbot train --test-per-class` writes (the shipped adapter has one): annotators' labels, never trained on.
 GOLD_FILES = ("val.jsonl", "val.csv", "gold.jsonl", "gold.csv", "test.jsonl")
 CANCEL_GRACE_S = 30.0  # after SIGTERM, how long a job may take to stop before it is killed
+# What stays in the directory of a job that kept no adapter (cancelled, failed, interrupted): its spec, progress,
+# result and log hold paths, phases, counts, figures and errors, never message text. Everything else there is
+# the job's data (the exported corrections, its splits, the gold set, a soup member with its train.jsonl).
+JOB_FILES_KEPT = frozenset({"spec.json", "progress.jsonl", "result.json", "job.log"})
 # The only variables the job process inherits: where Python, its libraries and the model cache are, the locale,
 # and the settings of the libraries it runs (torch, CUDA, Hugging Face). Everything else it needs is in its
 # spec; DISCORD_TOKEN and the rest of the bot's environment stay with the bot.
@@ -379,6 +383,7 @@ async def start_job(
         return await _launch(conn, settings, version, active, gold, echo=echo)
     except BaseException as exc:
         reason = str(exc) if isinstance(exc, ModbotError | OSError) else f"could not start: {exc!r}"
+        remove_job_data(version.job_dir)
         await storage.finish_job(conn, version.number, status="failed", reason=reason, now=_now(), keep_path=False)
         raise
 
@@ -519,7 +524,9 @@ def _crash_reason(code: int, log_file: Path) -> str:
 
 
 def _remove_candidate(version: storage.AdapterVersion) -> None:
-    """Remove what a failed or cancelled job left: its adapter directory and any temporary one."""
+    """Remove what a failed or cancelled job left: its adapter directory and any temporary one, and the message
+    text in its job directory."""
+    remove_job_data(version.job_dir)
     if version.path is None:
         return
     path = Path(version.path)
@@ -527,6 +534,30 @@ def _remove_candidate(version: storage.AdapterVersion) -> None:
     if path.parent.is_dir():
         for leftover in path.parent.glob(f".{path.name}.tmp-*"):
             shutil.rmtree(leftover, ignore_errors=True)
+
+
+def remove_job_data(job_dir: Path | str | None) -> None:
+    """Remove the message text a job left in its directory, keeping the few files without any (JOB_FILES_KEPT).
+
+    For a job that kept no adapter: nothing it was given or made is needed any more.
+    """
+    if job_dir is None or not Path(job_dir).is_dir():
+        return
+    removed = 0
+    for entry in Path(job_dir).iterdir():
+        if entry.name in JOB_FILES_KEPT:
+            continue
+        try:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+            removed += 1
+        except OSError as exc:  # said, not swallowed: what stays holds message text
+            log.warning("Could not remove %s, which holds message text: %s", entry, exc)
+    if removed:
+        log.info("Removed the data of the job in %s (%d entries); kept its spec, progress, result and log",
+                 job_dir, removed)
 
 
 async def record_end(conn: aiosqlite.Connection, job: Job, end: Outcome, *,
@@ -665,6 +696,7 @@ async def prepare_remote(conn: aiosqlite.Connection, settings: Settings, directo
         await storage.set_job_progress(conn, version.number, "starting",
                                        {"phase": "starting", "note": REMOTE_NOTE, "job_dir": str(directory)})
     except BaseException as exc:
+        remove_job_data(directory)
         await storage.finish_job(conn, version.number, status="failed", reason=f"--prepare failed: {exc}",
                                  now=_now(), keep_path=False)
         raise
@@ -691,10 +723,12 @@ async def finish_remote(conn: aiosqlite.Connection, settings: Settings,
     if not result or result.get("status") != "completed":
         error = (result or {}).get("error") or "the job has no result.json: it did not finish (run it again with --run)"
         end = Outcome("failed", f"the job run elsewhere failed: {error}", result)
+        remove_job_data(directory)
         return await storage.finish_job(conn, number, status="failed", reason=end.reason, now=_now(),
                                         keep_path=False), end
     end = verdict(result)  # the bot's own gate on the figures, not the file's promote flag
     if end.status == "failed":
+        remove_job_data(directory)
         return await storage.finish_job(conn, number, status="failed", reason=end.reason, now=_now(),
                                         keep_path=False), end
     read_adapter(directory / "candidate")  # complete and valid, or ModelError

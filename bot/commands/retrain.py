@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -24,7 +25,8 @@ def register(subparsers) -> None:
         "held-out corrections, and promote it if it passes the gate. The running bot serves a version promoted "
         "here from its next /mod model, /retrain status or /retrain start, scheduled check or restart. Exit "
         f"status: 0 promoted, {EXIT_REJECTED} rejected by the gate, 2 refused or failed, {EXIT_CANCELLED} "
-        "interrupted (Ctrl-C stops the job cleanly).",
+        "interrupted (Ctrl-C or SIGTERM stops the job cleanly). A job that keeps no adapter (interrupted, "
+        "failed) leaves no message text behind: its directory keeps only its spec, progress, result and log.",
     )
     parser.add_argument("--force", action="store_true",
                         help="run with fewer new corrections than MODBOT_RETRAIN_MIN_CORRECTIONS")
@@ -80,6 +82,7 @@ async def _run(settings, args: argparse.Namespace) -> int:
 
     conn = await storage.open_database(settings.db_path)
     job = None
+    restore_sigterm = _stop_on_sigterm()
     try:
         if args.prepare is not None or args.finish is not None:
             return await _remote(conn, settings, args)
@@ -142,7 +145,32 @@ async def _run(settings, args: argparse.Namespace) -> int:
             await retrain.record_end(conn, job, retrain.Outcome("failed", "`modbot retrain` stopped: " + end.reason))
         raise
     finally:
+        restore_sigterm()
         await conn.close()
+
+
+def _stop_on_sigterm():
+    """SIGTERM (`kill`, systemd, a CI timeout) stops the job as Ctrl-C does, instead of leaving it running,
+    unrecorded, with its data on disk. Returns what puts the previous handler back."""
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    previous = signal.getsignal(signal.SIGTERM)
+    stopping = False
+
+    def stop() -> None:
+        nonlocal stopping
+        if not stopping:  # once: a second SIGTERM must not cut the clean-up short
+            stopping = True
+            task.cancel()
+
+    loop.add_signal_handler(signal.SIGTERM, stop)
+
+    def restore() -> None:
+        loop.remove_signal_handler(signal.SIGTERM)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+    return restore
 
 
 async def _remote(conn, settings, args: argparse.Namespace) -> int:
