@@ -1171,3 +1171,22 @@ async def previous_versions(conn: aiosqlite.Connection, model: str) -> list[Adap
     """``model``'s versions that were active before the active one, the most recently active first."""
     return await _version_rows(conn, "status = 'previous' AND model = ? AND path IS NOT NULL", (model,),
                                order="COALESCE(activated_at, created_at) DESC, number DESC")
+
+
+async def read_active_version(path: Path | str) -> AdapterVersion | None:
+    """The active version recorded in the database at ``path``, read without creating, migrating or writing
+    it (`modbot classify` and `modbot eval`); None when there is no such file or no registry in it yet."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        return None
+    try:
+        async with aiosqlite.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as conn:
+            conn.row_factory = aiosqlite.Row
+            rows = await conn.execute_fetchall("SELECT * FROM adapter_versions WHERE status = 'active'")
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return None
+        raise StorageError(f"The database {path} cannot be read ({exc}).") from None
+    except sqlite3.DatabaseError as exc:
+        raise StorageError(f"{path} is not a modbot database ({exc}).") from None
+    return AdapterVersion.from_row(rows[0]) if rows else None

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from model import Classifier, ModelSettings
-from model.errors import ModbotError
+from model.errors import AdapterError, ModbotError
 from model.labels import LABELS
 
 
@@ -21,7 +23,8 @@ def register(subparsers) -> None:
     )
     parser.add_argument("texts", nargs="*", metavar="TEXT", help="messages to label")
     parser.add_argument("--file", type=Path, help="a file with one message per line")
-    parser.add_argument("--adapter", type=Path, help="adapter directory (default: MODBOT_ADAPTER or the shipped one)")
+    parser.add_argument("--adapter", type=Path, help="adapter directory (default: MODBOT_ADAPTER, else the active "
+                        "version of the bot's registry in MODBOT_DB, else the shipped one)")
     parser.add_argument("--json", action="store_true", help="one JSON object per message and line")
     parser.set_defaults(handler=run)
 
@@ -43,8 +46,9 @@ def run(args: argparse.Namespace) -> int:
     messages = read_messages(args)
     settings = ModelSettings.from_env()
     if args.adapter is not None:
-        settings = ModelSettings(**{**settings.__dict__, "adapter": args.adapter})
-    classifier = Classifier.from_settings(settings)
+        settings = replace(settings, adapter=args.adapter)
+    settings, source = with_registry_adapter(settings)
+    classifier = load_classifier(settings, source)
     if classifier.is_zero_shot:
         print(
             f"modbot: no adapter for {classifier.model_name}: classifying zero-shot "
@@ -52,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     else:
-        print(f"modbot: {classifier.model_name} with adapter {classifier.adapter_version}", file=sys.stderr)
+        where = f" ({source})" if source else ""
+        print(f"modbot: {classifier.model_name} with adapter {classifier.adapter_version}{where}", file=sys.stderr)
     for text, prediction in zip(messages, classifier.classify(messages), strict=True):
         if args.json:
             print(json.dumps({"text": text, **prediction.to_dict()}, ensure_ascii=False))
@@ -61,6 +66,37 @@ def run(args: argparse.Namespace) -> int:
             note = " (skipped: nothing to classify)" if prediction.skipped else ""
             print(f"{prediction.label:<9}  {probabilities}  | {_preview(text)}{note}")
     return 0
+
+
+def with_registry_adapter(settings: ModelSettings) -> tuple[ModelSettings, str | None]:
+    """The adapter the bot serves, for `modbot classify` and `modbot eval`: when neither --adapter nor
+    MODBOT_ADAPTER chose one, the active version of the registry in MODBOT_DB (default modbot.sqlite3), if it
+    has one for this model; else the settings as they are. Returns the settings and, for a registry version,
+    words saying which it is."""
+    if settings.adapter is not None or not settings.use_default_adapter:
+        return settings, None
+    import asyncio
+
+    from bot import storage
+    from bot.settings import DEFAULT_DB
+
+    db = os.environ.get("MODBOT_DB", "").strip() or str(DEFAULT_DB)
+    active = asyncio.run(storage.read_active_version(db))
+    if active is None or active.path is None or active.model != settings.model:
+        return settings, None
+    source = f"version {active.number}, the active version in {db}"
+    return replace(settings, adapter=Path(active.path)), source
+
+
+def load_classifier(settings: ModelSettings, source: str | None) -> Classifier:
+    """Classifier.from_settings; an unusable registry version is named as such (with the way around it)."""
+    try:
+        return Classifier.from_settings(settings)
+    except AdapterError as exc:
+        if source is None:
+            raise
+        raise AdapterError(f"{exc} (That adapter is {source}: choose another with --adapter or "
+                           "MODBOT_ADAPTER.)") from None
 
 
 def _preview(text: str, width: int = 80) -> str:

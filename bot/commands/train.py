@@ -33,7 +33,8 @@ def register(subparsers) -> None:
                                                  "matrix of a model and adapter. " + _FORMATS)
     evaluate.add_argument("--data", type=Path, required=True, action="append", help="labelled messages")
     evaluate.add_argument("--adapter", type=Path,
-                          help="adapter directory (default: MODBOT_ADAPTER, else the shipped one)")
+                          help="adapter directory (default: MODBOT_ADAPTER, else the active version of the "
+                               "bot's registry in MODBOT_DB, else the shipped one)")
     evaluate.add_argument("--zero-shot", action="store_true", help="measure the base model without any adapter")
     evaluate.add_argument("--batch-size", type=int, default=32, help="messages per forward pass (default 32)")
     evaluate.add_argument("--threads", type=int, help="CPU threads for torch (default: all cores)")
@@ -148,10 +149,12 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from model import Classifier, ModelSettings
+    from model import ModelSettings
     from training.dataset import format_counts, merge_sources
     from training.evaluate import evaluate
     from training.metrics import format_metrics
+
+    from .classify import load_classifier, with_registry_adapter
 
     merged = merge_sources(args.data)
     _set_threads(args.threads)
@@ -159,13 +162,14 @@ def run_eval(args: argparse.Namespace) -> int:
     overrides = {"adapter": args.adapter} if args.adapter else {}
     if args.zero_shot:
         overrides = {"adapter": None, "use_default_adapter": False}
-    settings = ModelSettings(**{**settings.__dict__, **overrides})
-    classifier = Classifier.from_settings(settings)
+    settings, source = with_registry_adapter(ModelSettings(**{**settings.__dict__, **overrides}))
+    classifier = load_classifier(settings, source)
     loaded = classifier.loaded
     from training.dataset import class_counts
 
-    _echo(f"{loaded.model_name} with adapter {classifier.adapter_version} on {len(merged.examples)} messages: "
-          f"{format_counts(class_counts(merged.examples))}")
+    where = f" ({source})" if source else ""
+    _echo(f"{loaded.model_name} with adapter {classifier.adapter_version}{where} on {len(merged.examples)} "
+          f"messages: {format_counts(class_counts(merged.examples))}")
     metrics = evaluate(loaded.model, classifier.prompts, merged.examples, loaded.tokenizer.pad_token_id,
                        loaded.device, args.batch_size, keep_predictions=bool(args.by))
     metrics = {"model": loaded.model_name, "adapter": classifier.adapter_version,
