@@ -610,26 +610,39 @@ PHASE_TEXT = {
 }
 
 
+# The sets a job evaluates on, as its progress lines name them.
+SET_TEXT = {"validate": "validation set", "gold": "gold set", "heldout": "held-out corrections",
+            "test": "test split"}
+
+
 def describe_progress(progress: dict | None) -> str:
-    """One line: the phase and, while training, epoch, step, loss and time left."""
+    """One line: the phase and how far it is (epoch, step, loss and validation while training; which adapter on
+    which set while evaluating) and the time left, which is the whole job's, evaluation included."""
     if not progress:
         return "starting"
     phase = progress.get("phase", "starting")
     text = PHASE_TEXT.get(phase, phase)
+    evaluated = (f"{SET_TEXT.get(progress['set'], progress['set'])} "
+                 f"{int(100 * progress.get('done', 0) / max(1, progress.get('total') or 1))}%"
+                 if progress.get("set") else None)
     if phase == "training" and progress.get("steps"):
         parts = [f"epoch {progress.get('epoch', 0)}/{progress.get('epochs', '?')}",
                  f"step {progress.get('step', 0)}/{progress['steps']}"]
         if progress.get("loss") is not None:
             parts.append(f"loss {progress['loss']:.3f}")
-        if progress.get("eta_s") is not None:
-            parts.append(f"about {format_duration(progress['eta_s'])} left")
+        if evaluated:
+            parts.append(f"{evaluated} validated")
         text += ": " + ", ".join(parts)
     elif phase == "evaluating" and progress.get("adapter"):
         text += " the " + ("new adapter" if progress["adapter"] == "candidate" else "active adapter")
+        if evaluated:
+            text += f": {evaluated}"
     elif phase == "preparing" and progress.get("data"):
         data = progress["data"]
         text += (f": {sum(data['train'].values())} training messages, {data['corrections_trained']} corrections "
                  f"trained on, {data['corrections_held_out']} held out for the gate")
+    if phase in ("training", "evaluating") and progress.get("eta_s") is not None:
+        text += f", about {format_duration(progress['eta_s'])} left"
     return text
 
 

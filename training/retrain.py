@@ -14,9 +14,10 @@ Steps, each reported as a ``phase`` line in the progress file:
   message id, is held out for the gate. A stratified 10% of the pool, chosen by a hash of the text (so the same
   messages every time), validates the epochs; it is saved beside the new adapter for the next retrain.
 * ``training``: the recipe of `training.recipe` with the active adapter's strategy and hyperparameters
-  (unless the spec overrides them), reporting epoch, step, loss and the estimated time left.
+  (unless the spec overrides them), reporting epoch, step, loss, each epoch's validation as it goes, and the
+  estimated time left, which is the whole job's: training, every evaluation still to come, model loads.
 * ``evaluating``: the candidate (right after training) and then the active adapter, on the gold set and on
-  the held-out corrections.
+  the held-out corrections, reporting the set, how far it is, and the time left.
 * When the active adapter is a soup (``modbot soup``; the shipped default adapter is one), the newly trained
   adapter joins it: the candidate is the soup of the active adapter and the new one, half each. A single new
   adapter would lose the soup's averaging (measured at 1-2 points of accuracy on the default model) and the
@@ -36,7 +37,8 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -321,11 +323,65 @@ class Progress:
             self.echo(json.dumps(record, ensure_ascii=False))
 
 
-def _reporting_bar(progress: Progress, epochs: int, steps_per_epoch: int, every_s: float = 1.0):
-    """A tqdm class for the recipe's training bar that also reports epoch, step, loss and time left."""
+REPORT_EVERY_S = 1.0  # at most one progress line per second while training or evaluating
+# Before any evaluation has been timed, one message is taken to cost a third of what one training example did
+# (a forward pass, against forward, backward and the optimiser); the first timed batch replaces the guess.
+EVAL_COST_SHARE = 1 / 3
+
+
+class JobClock:
+    """What is left of the job, in seconds: the training steps, every message still to be evaluated (each
+    epoch's validation, then the candidate and the active adapter on the gold set and the held-out corrections)
+    and the model loads still to come, each at the pace measured so far in this job."""
+
+    def __init__(self, *, steps: int, batch_size: int, eval_messages: int, loads: int, load_s: float) -> None:
+        self.steps, self.batch_size = steps, batch_size
+        self.eval_messages, self.loads, self.load_s = eval_messages, loads, load_s
+        self.steps_done, self.train_s = 0, 0.0
+        self.evaluated, self.eval_s = 0.0, 0.0
+        self._train_started: float | None = None
+        self._eval_s_at_train_start = 0.0
+
+    def start_training(self) -> None:
+        if self._train_started is None:
+            self._train_started, self._eval_s_at_train_start = time.monotonic(), self.eval_s
+
+    def step(self, done: int) -> None:
+        """``done`` training steps are finished (a validation run meanwhile is not training time)."""
+        now = time.monotonic()
+        self.start_training()
+        self.steps_done = done
+        self.train_s = now - self._train_started - (self.eval_s - self._eval_s_at_train_start)
+
+    def evaluate(self, messages: float, seconds: float) -> None:
+        self.evaluated += messages
+        self.eval_s += seconds
+
+    def loaded(self, seconds: float) -> None:
+        self.loads = max(0, self.loads - 1)
+        self.load_s = seconds
+
+    def left(self) -> float | None:
+        per_step = self.train_s / self.steps_done if self.steps_done else None
+        if self.evaluated >= 1:
+            per_message = self.eval_s / self.evaluated
+        elif per_step is not None:
+            per_message = per_step / max(1, self.batch_size) * EVAL_COST_SHARE
+        else:
+            return None
+        steps_left = max(0, self.steps - self.steps_done)
+        if steps_left and per_step is None:
+            return None
+        return round((per_step or 0.0) * steps_left + per_message * max(0.0, self.eval_messages - self.evaluated)
+                     + self.load_s * self.loads, 1)
+
+
+def _reporting_bar(progress: Progress, clock: JobClock, stage: dict, epochs: int, steps_per_epoch: int,
+                   every_s: float = REPORT_EVERY_S):
+    """A tqdm class for the recipe's training bar that also reports epoch, step, loss and the job's time left."""
     from tqdm.auto import tqdm
 
-    state = {"step": 0, "last": time.monotonic(), "started": None}
+    state = {"step": 0, "last": time.monotonic()}
     total_steps = max(1, epochs * steps_per_epoch)
 
     class ReportingBar(tqdm):
@@ -335,11 +391,11 @@ def _reporting_bar(progress: Progress, epochs: int, steps_per_epoch: int, every_
             desc = str(kwargs.get("desc", ""))
             self._epoch = int(desc.split()[1].split("/")[0]) if desc.startswith("epoch ") else 0
             self._loss = None
+            clock.start_training()
 
         def update(self, n=1):
             state["step"] += 1
-            if state["started"] is None:
-                state["started"] = time.monotonic()
+            clock.step(min(state["step"], total_steps))
             return super().update(n)
 
         def set_postfix(self, ordered_dict=None, refresh=True, **kwargs):
@@ -348,14 +404,49 @@ def _reporting_bar(progress: Progress, epochs: int, steps_per_epoch: int, every_
                 self._loss = float(kwargs["loss"])
             now = time.monotonic()
             done = state["step"]
+            if done:  # what a validation line repeats too
+                stage["fields"] = {"epoch": self._epoch, "epochs": epochs, "step": min(done, total_steps),
+                                   "steps": total_steps, "loss": self._loss}
             if done and (now - state["last"] >= every_s or done >= total_steps):
                 state["last"] = now
-                per_step = (now - state["started"]) / done
-                progress("training", epoch=self._epoch, epochs=epochs, step=min(done, total_steps),
-                         steps=total_steps, loss=self._loss, eta_s=round(per_step * max(0, total_steps - done), 1))
+                progress("training", **stage["fields"], eta_s=clock.left())
             return super().set_postfix(ordered_dict, refresh, **kwargs)
 
     return ReportingBar
+
+
+def _evaluation_bar(progress: Progress, clock: JobClock, stage: dict, sizes: dict[str, int],
+                    every_s: float = REPORT_EVERY_S):
+    """A tqdm class for `training.evaluate`'s bar that reports which set is being evaluated, how far, and the
+    job's time left: evaluating takes as long as training on a large gold set, and must not look like a hang."""
+    from tqdm.auto import tqdm
+
+    class EvaluationBar(tqdm):
+        def __init__(self, *args, **kwargs):
+            kwargs.setdefault("disable", True)
+            super().__init__(*args, **kwargs)
+            self._set = str(kwargs.get("desc", "eval"))
+            self._windows = max(1, int(kwargs.get("total") or 1))
+            self._messages = sizes.get(self._set, self._windows)  # a long message is several windows
+            self._done = 0
+            self._mark = self._last = time.monotonic()
+            self._report()
+
+        def update(self, n=1):
+            now = time.monotonic()
+            self._done += n
+            clock.evaluate(self._messages * n / self._windows, now - self._mark)
+            self._mark = now
+            if now - self._last >= every_s or self._done >= self._windows:
+                self._last = now
+                self._report()
+            return super().update(n)
+
+        def _report(self) -> None:
+            progress(stage["phase"], **stage["fields"], set=self._set, done=min(self._done, self._windows),
+                     total=self._windows, eta_s=clock.left())
+
+    return EvaluationBar
 
 
 # -- the job ----------------------------------------------------------------------------------------
@@ -379,43 +470,54 @@ def run_job(spec: JobSpec, echo: Callable[[str], None] | None = None) -> dict:
     joins_soup = "soup_of" in active_info.metadata
     if joins_soup:
         args = replace(args, out=spec.job_dir / "member", overwrite=True)
+    setup_started = time.monotonic()
     run = recipe.setup(args, lambda line: None)
     steps_per_epoch = math.ceil(len(run.splits.train) / args.batch_size)
     if args.max_steps:
         steps_per_epoch = min(steps_per_epoch, args.max_steps)
-    progress("training", epoch=0, epochs=args.epochs, step=0, steps=args.epochs * steps_per_epoch, loss=None,
-             eta_s=None)
-    original_bar = recipe.tqdm
-    recipe.tqdm = _reporting_bar(progress, args.epochs, steps_per_epoch)
-    started = time.perf_counter()
-    try:
+    # The time left covers evaluation as well as training: each epoch's validation, then the candidate and the
+    # active adapter on the measured sets (a gold set of thousands takes minutes), and the model loads between.
+    measured = {name: len(examples) for name, examples in run.splits.evals.items()}
+    sizes = {"validate": len(run.splits.val), "test": len(run.splits.test), **measured}
+    few_shot = args.strategy == "few-shot"
+    clock = JobClock(
+        steps=0 if few_shot else args.epochs * steps_per_epoch, batch_size=args.batch_size,
+        eval_messages=(1 if few_shot else args.epochs) * sizes["validate"] + 2 * sum(measured.values())
+        + (0 if joins_soup else sizes["test"]),
+        loads=2 if joins_soup else 1, load_s=time.monotonic() - setup_started,
+    )
+    stage = {"phase": "training", "fields": {"epoch": 0, "epochs": args.epochs, "step": 0,
+                                             "steps": args.epochs * steps_per_epoch, "loss": None}}
+    progress("training", **stage["fields"], eta_s=None)
+    with _reporting(progress, clock, stage, sizes, args.epochs, steps_per_epoch):
+        started = time.perf_counter()
         history = recipe.train(run, lambda line: None)
-    finally:
-        recipe.tqdm = original_bar
-    progress("evaluating", adapter="candidate")
-    # A member that joins the soup is measured as part of the soup, not on its own.
-    evaluations = {} if joins_soup else recipe.final_evaluations(run, lambda line: None)
-    metadata = recipe.describe(run, history, evaluations, time.perf_counter() - started)
-    metadata["retrain"] = {"parent": active_info.version, "parent_path": str(spec.active_adapter),
-                           "data": prepared.summary}
-    recipe.save(run, metadata, history)
-    del run
-    gc.collect()
-    if joins_soup:
-        from . import artifacts
-        from .soup import make_soup
+        stage.update(phase="evaluating", fields={"adapter": "candidate"})
+        progress("evaluating", adapter="candidate", eta_s=clock.left())
+        # A member that joins the soup is measured as part of the soup, not on its own.
+        evaluations = {} if joins_soup else recipe.final_evaluations(run, lambda line: None)
+        metadata = recipe.describe(run, history, evaluations, time.perf_counter() - started)
+        metadata["retrain"] = {"parent": active_info.version, "parent_path": str(spec.active_adapter),
+                               "data": prepared.summary}
+        recipe.save(run, metadata, history)
+        del run
+        gc.collect()
+        if joins_soup:
+            from . import artifacts
+            from .soup import make_soup
 
-        make_soup([spec.active_adapter, args.out], spec.out, version=spec.version,
-                  extra={"retrain": metadata["retrain"]}, echo=lambda line: None)
-        evaluations = evaluate_adapter(spec, prepared, adapter=spec.out)
-        for name, result in evaluations.items():
-            if result is not None:
-                artifacts.write_json(spec.out / f"eval_{name}.json", result)
-    _write_atomically(spec.out / RETRAIN_VAL_FILE, prepared.val_file.read_text(encoding="utf-8"))
-    candidate = {"gold": evaluations["gold"], "heldout": evaluations.get("heldout")}
+            make_soup([spec.active_adapter, args.out], spec.out, version=spec.version,
+                      extra={"retrain": metadata["retrain"]}, echo=lambda line: None)
+            evaluations = evaluate_adapter(spec, prepared, adapter=spec.out, loaded=clock.loaded)
+            for name, result in evaluations.items():
+                if result is not None:
+                    artifacts.write_json(spec.out / f"eval_{name}.json", result)
+        _write_atomically(spec.out / RETRAIN_VAL_FILE, prepared.val_file.read_text(encoding="utf-8"))
+        candidate = {"gold": evaluations["gold"], "heldout": evaluations.get("heldout")}
 
-    progress("evaluating", adapter="active")
-    active = evaluate_adapter(spec, prepared)
+        stage.update(phase="evaluating", fields={"adapter": "active"})
+        progress("evaluating", adapter="active", eta_s=clock.left())
+        active = evaluate_adapter(spec, prepared, loaded=clock.loaded)
     promote, reasons = gate(candidate, active, spec.max_f1_drop)
     result = {
         "status": "completed",
@@ -435,9 +537,26 @@ def run_job(spec: JobSpec, echo: Callable[[str], None] | None = None) -> dict:
     return result
 
 
-def evaluate_adapter(spec: JobSpec, prepared: Prepared, adapter: Path | None = None) -> dict:
+@contextmanager
+def _reporting(progress: Progress, clock: JobClock, stage: dict, sizes: dict[str, int], epochs: int,
+               steps_per_epoch: int) -> Iterator[None]:
+    """The recipe's training bar and `training.evaluate`'s bar, replaced by ones that write progress lines."""
+    from . import evaluate as evaluation
+    from . import recipe
+
+    bars = recipe.tqdm, evaluation.tqdm
+    recipe.tqdm = _reporting_bar(progress, clock, stage, epochs, steps_per_epoch)
+    evaluation.tqdm = _evaluation_bar(progress, clock, stage, sizes)
+    try:
+        yield
+    finally:
+        recipe.tqdm, evaluation.tqdm = bars
+
+
+def evaluate_adapter(spec: JobSpec, prepared: Prepared, adapter: Path | None = None,
+                     loaded: Callable[[float], None] | None = None) -> dict:
     """An adapter (the active one by default) on the gold set and the held-out corrections, as `modbot eval`
-    scores."""
+    scores. ``loaded``: told how many seconds loading the model took."""
     from model import Classifier, ModelSettings
 
     from .evaluate import evaluate_sets
@@ -447,8 +566,12 @@ def evaluate_adapter(spec: JobSpec, prepared: Prepared, adapter: Path | None = N
                              adapter=adapter or spec.active_adapter,
                              **({"cache_dir": spec.cache_dir} if spec.cache_dir else {}))
     files = {"gold": prepared.gold_file, "heldout": prepared.heldout_file}
-    return evaluate_sets(Classifier.from_settings(settings),
-                         {name: None if path is None else read_examples(path) for name, path in files.items()})
+    started = time.monotonic()
+    classifier = Classifier.from_settings(settings)
+    if loaded is not None:
+        loaded(time.monotonic() - started)
+    return evaluate_sets(classifier, {name: None if path is None else read_examples(path)
+                                      for name, path in files.items()})
 
 
 def _figures(metrics: dict) -> dict:
