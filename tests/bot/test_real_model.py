@@ -6,8 +6,10 @@ import pytest
 
 from bot import Settings, storage
 from model import Classifier, ModelSettings
+from tests.real_model import REAL_MODEL_TIMEOUT_S
 
-pytestmark = pytest.mark.real_model
+# Each message goes through the real model: SimCord waits for it as long as the model may take here.
+pytestmark = [pytest.mark.real_model, pytest.mark.simcord(settle_timeout=REAL_MODEL_TIMEOUT_S)]
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from tests.real_model import REAL_MODEL_TIMEOUT_S
+
 pytestmark = pytest.mark.real_model
 
 
@@ -16,7 +18,7 @@ def run_modbot(*args, stdin=None, env_extra=None):
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env_extra or {})}
     return subprocess.run([sys.executable, "-m", "bot.cli", *args], input=stdin, capture_output=True,
-                          text=True, env=env, timeout=600)
+                          text=True, env=env, timeout=2 * REAL_MODEL_TIMEOUT_S)  # a cold start converts the model
 
 
 def test_modbot_classify_labels_messages_end_to_end():
