@@ -30,6 +30,7 @@ EXTENSIONS: tuple[str, ...] = (
     "bot.cogs.admin",
     "bot.cogs.retention",
     "bot.cogs.retrain",
+    "bot.cogs.privacy",
 )
 
 

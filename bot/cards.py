@@ -120,6 +120,13 @@ def render_card(flag: storage.Flag, *, reopened_by: int | None = None) -> discor
     return embed
 
 
+def render_erased() -> discord.Embed:
+    """What a card becomes when its message is erased on request: no text, no decision, no buttons."""
+    return discord.Embed(title="Flagged message erased",
+                         description="*Its text and the decisions on it were erased on request (`modbot forget`).*",
+                         colour=GONE_COLOUR)
+
+
 def card_view(flag: storage.Flag, *, reopened: bool = False) -> discord.ui.View:
     """The card's buttons: the four choices while undecided (or being changed), else a Change button."""
     view = discord.ui.View(timeout=None)

@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "bot.commands.retrain",
     "bot.commands.augment",
     "bot.commands.backup",
+    "bot.commands.forget",
 )
 
 

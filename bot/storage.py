@@ -763,6 +763,95 @@ async def erase_expired_texts(conn: aiosqlite.Connection, cutoff: datetime) -> l
     return flag_ids
 
 
+# --------------------------------------------------------------------------- erasure on request
+
+
+@dataclass(frozen=True)
+class ErasedRows:
+    """What :func:`erase_messages` removed from the database."""
+
+    corrections: int  # correction rows deleted
+    flags: int  # flag rows deleted (their review cards are queued in cards_to_erase)
+    texts: int  # stored message texts (predictions) erased
+    pending: int  # messages waiting for the next start, no longer classified then
+    cards: int  # review cards queued to be rewritten
+    correction_texts: tuple[str, ...]  # the deleted corrections' texts, to find them in training files
+    message_ids: frozenset[int]  # every message of the request the database knew
+
+
+async def erase_messages(
+    conn: aiosqlite.Connection, *, user_id: int | None = None, message_id: int | None = None, now: datetime
+) -> ErasedRows:
+    """Erase from the database everything about one member's messages (``user_id``) or one message.
+
+    Corrections and flags are deleted, stored texts erased (the classification rows stay, without text, for
+    the statistics), a message waiting for the next start forgotten, the review cards that quote the text
+    queued in ``cards_to_erase`` for the bot to rewrite. An erased message (``message_id``) is also remembered
+    in ``erased_messages``, so that an edit of it, still in Discord, stores nothing. One transaction.
+    """
+    if (user_id is None) == (message_id is None):
+        raise ValueError("give user_id or message_id")
+    where, key = ("author_id = ?", user_id) if user_id is not None else ("message_id = ?", message_id)
+    async with transaction(conn):
+        corrections = await _fetchall(conn, f"SELECT message_id, text FROM corrections WHERE {where}", (key,))
+        await _write(conn, f"DELETE FROM corrections WHERE {where}", (key,))
+        flags = await _fetchall(conn, f"SELECT message_id, card_channel_id, card_message_id FROM flags WHERE {where}",
+                                (key,))
+        cards = {(row[1], row[2]) for row in flags if row[1] is not None and row[2] is not None}
+        for channel_id, card_id in sorted(cards):
+            await _write(conn, "INSERT INTO cards_to_erase (channel_id, message_id, created_at) VALUES (?, ?, ?)"
+                               " ON CONFLICT DO NOTHING", (channel_id, card_id, _ts(now)))
+        await _write(conn, f"DELETE FROM flags WHERE {where}", (key,))
+        texts = (await _write(conn, f"UPDATE predictions SET text = NULL WHERE {where} AND text IS NOT NULL",
+                              (key,))).rowcount
+        predicted = await _fetchall(conn, f"SELECT DISTINCT message_id FROM predictions WHERE {where}", (key,))
+        pending = 0
+        if message_id is not None:
+            pending = (await _write(conn, "DELETE FROM pending_messages WHERE message_id = ?", (message_id,))).rowcount
+            await _write(conn, "INSERT INTO erased_messages (message_id, reason, erased_at) VALUES (?, 'forgotten', ?)"
+                               " ON CONFLICT (message_id) DO UPDATE SET reason = 'forgotten'", (message_id, _ts(now)))
+    ids = {row[0] for row in [*corrections, *flags, *predicted]} | ({message_id} if message_id is not None else set())
+    return ErasedRows(corrections=len(corrections), flags=len(flags), texts=texts, pending=pending, cards=len(cards),
+                      correction_texts=tuple(row[1] for row in corrections), message_ids=frozenset(ids))
+
+
+async def cards_to_erase(conn: aiosqlite.Connection) -> list[tuple[int, int]]:
+    """(channel id, message id) of the review cards still quoting erased text, oldest first."""
+    rows = await _fetchall(conn, "SELECT channel_id, message_id FROM cards_to_erase ORDER BY created_at, message_id")
+    return [(row[0], row[1]) for row in rows]
+
+
+async def card_erased(conn: aiosqlite.Connection, channel_id: int, message_id: int) -> None:
+    await _write(conn, "DELETE FROM cards_to_erase WHERE channel_id = ? AND message_id = ?", (channel_id, message_id))
+
+
+@dataclass(frozen=True)
+class Erasure:
+    id: int
+    user_id: int | None
+    message_id: int | None
+    requested_by: str
+    summary: dict
+    created_at: datetime
+
+
+async def add_erasure(conn: aiosqlite.Connection, *, user_id: int | None, message_id: int | None, requested_by: str,
+                      summary: dict, now: datetime) -> Erasure:
+    rows = await _write_returning(
+        conn, "INSERT INTO erasures (user_id, message_id, requested_by, summary, created_at) VALUES (?, ?, ?, ?, ?)"
+              " RETURNING id", (user_id, message_id, requested_by, json.dumps(summary), _ts(now)))
+    return Erasure(rows[0][0], user_id, message_id, requested_by, summary, _dt(_ts(now)))
+
+
+async def earlier_erasures(conn: aiosqlite.Connection, *, user_id: int | None = None,
+                           message_id: int | None = None) -> list[Erasure]:
+    """The erasures of this member's messages, or of this message, oldest first."""
+    column, key = ("user_id", user_id) if user_id is not None else ("message_id", message_id)
+    rows = await _fetchall(conn, f"SELECT * FROM erasures WHERE {column} = ? ORDER BY id", (key,))
+    return [Erasure(row["id"], row["user_id"], row["message_id"], row["requested_by"], json.loads(row["summary"]),
+                    _dt(row["created_at"])) for row in rows]
+
+
 # --------------------------------------------------------------------------- messages left by a shutdown
 
 

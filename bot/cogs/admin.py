@@ -3,7 +3,7 @@
 Who may run each one (see bot.checks): the settings need Manage Server for the whole server; statistics and
 the model's figures need Manage Messages for the whole server; /mod queue and /mod classify need Manage
 Messages where they are run, and the queue lists only the flags of channels where the moderator may read and
-review messages; /mod rollback is the bot owner's.
+review messages; /mod rollback and /mod forget are the bot owner's.
 """
 
 from __future__ import annotations
@@ -304,6 +304,46 @@ class Admin(commands.GroupCog, group_name="mod", group_description="modbot moder
         note = " It had been rejected by the evaluation gate: you chose to serve it anyway." if was == "rejected" else ""
         await self._reply(interaction, f"Version {activated.number} ({activated.name}) is active again; the next "
                                        f"batch of messages uses it.{note}")
+
+    # ------------------------------------------------------------------ erasure on request (the bot's owner)
+
+    @app_commands.command(name="forget", description="Erase a member's messages, or one message, everywhere the "
+                                                     "bot keeps them")
+    @app_commands.describe(user="The member (or a user id) whose messages to erase, in every server",
+                           message_id="The id of one message to erase (right-click it > Copy Message ID)")
+    @checks.owner_only("erase messages on request")
+    async def forget(self, interaction: discord.Interaction, user: discord.User | None = None,
+                     message_id: str | None = None) -> None:
+        if (user is None) == (message_id is None):
+            await interaction.response.send_message("Give either a user or a message_id.", ephemeral=True)
+            return
+        if message_id is not None and not (message_id.strip().isdigit() and 0 < int(message_id) < 2**63):
+            await interaction.response.send_message(
+                "message_id must be a message's id, a number (right-click the message > Copy Message ID).",
+                ephemeral=True)
+            return
+        privacy = self.bot.get_cog("Privacy")
+        if privacy is None:
+            await interaction.response.send_message("Erasing is unavailable right now.", ephemeral=True)
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        report, waiting = await privacy.forget(interaction.user.id, user_id=user.id if user is not None else None,
+                                               message_id=int(message_id) if message_id is not None else None)
+        queued = report.rows.cards
+        cards_done = ("none quoted it" if not queued else f"{queued} rewritten" if not waiting else
+                      f"{queued}, {waiting} of them not rewritten yet (tried again every few minutes)")
+        await interaction.edit_original_response(content=fit_message(report.lines(cards=cards_done)))
+
+
+def fit_message(lines: list[str], limit: int = 2000) -> str:
+    """``lines`` within a Discord message's limit, the last ones (what to do next) kept whole."""
+    text = "\n".join(lines)
+    if len(text) <= limit:
+        return text
+    head, tail = lines[:-3], lines[-3:]
+    while head and len("\n".join([*head, "…", *tail])) > limit:
+        head.pop()
+    return "\n".join([*head, "…", *tail])[:limit]
 
 
 class QueuePages(discord.ui.View):
