@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--augment", type=Path, action="append", default=[], help="augmentation JSONL (repeatable)")
     parser.add_argument("--davidson-per-class", type=int, default=600)
     parser.add_argument("--wiki-neutral", type=int, default=400, help="ordinary Wikipedia comments to include")
+    parser.add_argument("--toxigen-hate", type=int, help="at most this many of ToxiGen's hateful statements (default all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
@@ -46,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     davidson, _ = without(merge_sources([data / "seed_train.csv", data / "davidson_pool.csv"]).examples, held_out)
     davidson, _ = take_per_class(davidson, args.davidson_per_class, args.seed)
     toxigen, _ = without(read_examples(data / "toxigen_statements.csv"), held_out)
+    if args.toxigen_hate is not None:
+        hateful = [e for e in toxigen if e.label == "hate"]
+        random.Random(args.seed).shuffle(hateful)
+        toxigen = [e for e in toxigen if e.label != "hate"] + hateful[: args.toxigen_hate]
     wiki, _ = without(read_examples(data / "wiki_toxicity_labelled.csv"), held_out)
     wiki_flagged = [e for e in wiki if e.label != "neutral"]
     wiki_neutral = [e for e in wiki if e.label == "neutral"]

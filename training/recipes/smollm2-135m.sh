@@ -8,9 +8,10 @@
 #      docs/labels.md, and the project's own augmentation (`modbot augment`: statements by and about
 #      groups, counter-speech, negated and reported hate, insults and threats at people, obfuscated and
 #      injected variants). See training/recipes/mix.py.
-#   3. Chat adapter (about 40 minutes): two members start from the soup's weights (--init-adapter) and run
+#   3. Chat adapter (about 70 minutes): two members start from the soup's weights (--init-adapter) and run
 #      one epoch over the mix with seeds 1 and 2, so they learn the guide without forgetting the tweets;
-#      their soup is the shipped adapter.
+#      their soup takes a second, gentler pass over a second draw of the mix, and the shipped adapter is
+#      the soup of the two.
 #
 # MODBOT_INIT_ADAPTER=DIR skips step 1 and starts step 3 from DIR (an adapter of the same base model).
 #
@@ -70,7 +71,8 @@ MIX=(--data-dir "$DATA" "${HELD_OUT[@]}" --davidson-per-class 400 --wiki-neutral
 
 # -- 3. Chat adapter ------------------------------------------------------------------------------------
 # Two members start from the soup's weights with their own validation split and order (one thread each, at
-# once), and their soup is the shipped adapter.
+# once); their soup (A) takes a second, gentler pass over a second draw of the mix (C); the shipped adapter
+# is the soup of A and C.
 chat_member() {
   "$MODBOT" train --data "$RUNS/mix.jsonl" --init-adapter "$INIT" --val-per-class 40 "${HELD_OUT[@]}" \
     --epochs 1 --lr 1e-3 --threads 1 --seed "$1" --version "$VERSION-seed$1" --out "$RUNS/chat$1" --overwrite
@@ -83,7 +85,17 @@ done
 for pid in "${pids[@]}"; do
   wait "$pid" || { echo "a member failed: see $RUNS/chat*.log" >&2; exit 1; }
 done
-"$MODBOT" soup "$RUNS/chat1" "$RUNS/chat2" --version "$VERSION" "${EVALS[@]}" --threads 2 --out "$RUNS/chat" \
+"$MODBOT" soup "$RUNS/chat1" "$RUNS/chat2" --version "$VERSION" --out "$RUNS/chatA" --overwrite
+
+MIX2=(--data-dir "$DATA" "${HELD_OUT[@]}" --davidson-per-class 300 --wiki-neutral 100 --toxigen-hate 200 --seed 1)
+"$PYTHON" training/recipes/mix.py "${MIX2[@]}" --out "$RUNS/sources2.jsonl"
+"$MODBOT" augment --seed 1 --per-category 45 --obfuscate-from "$RUNS/sources2.jsonl" --obfuscate-count 150 \
+  --inject-count 60 --out "$RUNS/augment2.jsonl"
+"$PYTHON" training/recipes/mix.py "${MIX2[@]}" --augment "$RUNS/augment2.jsonl" --out "$RUNS/mix2.jsonl"
+"$MODBOT" train --data "$RUNS/mix2.jsonl" --init-adapter "$RUNS/chatA" --val-per-class 30 "${HELD_OUT[@]}" \
+  --epochs 1 --lr 5e-4 --threads 2 --seed 3 --version "$VERSION-round2" --out "$RUNS/chatC" --overwrite
+
+"$MODBOT" soup "$RUNS/chatA" "$RUNS/chatC" --version "$VERSION" "${EVALS[@]}" --threads 2 --out "$RUNS/chat" \
   --overwrite
 cp "$RUNS/test.jsonl" "$RUNS/dev.jsonl" "$RUNS/chat/"
 rm -rf "$SHIPPED.old" && mv "$SHIPPED" "$SHIPPED.old" && mv "$RUNS/chat" "$SHIPPED" && rm -rf "$SHIPPED.old"
