@@ -42,6 +42,11 @@ TRUNCATION_MARK = " [...]"
 # that (4,000 emoji or CJK characters) the windows are spread over the message and it is marked
 # truncated, so one message never costs more than 64 windows (bench/long_messages.py).
 DEFAULT_MAX_WINDOWS = 64
+# A short hateful sentence in the middle of a long, harmless message is drowned by the harmless text
+# around it in a 64-token window. So a long message's sentences are also read on their own, packed
+# (consecutive sentences together) up to half a window each: a message costs at most 64 windows plus
+# 64 such passages, and the passages are short.
+_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
 # Characters kept before tokenising (head and tail): five times Discord's limit, so tokenising a pasted
 # novel never costs more than classifying it.
 MAX_MESSAGE_CHARS = 20_000
@@ -154,12 +159,31 @@ class PromptBuilder:
     def _encode(self, text: str) -> tuple[int, ...]:
         return tuple(self.tokenizer(text, add_special_tokens=False).input_ids)
 
-    def _message_ids(self, message: str) -> tuple[tuple[int, ...], bool]:
-        """The normalised message's token ids, cut to MAX_MESSAGE_CHARS characters (head and tail) first."""
+    def _message_ids(self, message: str) -> tuple[str, tuple[int, ...], bool]:
+        """The normalised message cut to MAX_MESSAGE_CHARS characters (head and tail), and its token ids."""
         cut = len(message) > MAX_MESSAGE_CHARS
         if cut:
             message = message[: MAX_MESSAGE_CHARS * 3 // 4] + message[-MAX_MESSAGE_CHARS // 4 :]
-        return self._encode(f" {message}"), cut
+        return message, self._encode(f" {message}"), cut
+
+    def _sentence_passages(self, message: str, max_passages: int) -> list[tuple[int, ...]]:
+        """A long message's sentences, consecutive ones packed up to half a window (a longer sentence alone,
+        cut to the budget: the windows read all of it); the packing grows when that makes too many."""
+        sentences = [self._encode(f" {s}") for s in _SENTENCE_END.split(message) if s.strip()]
+        if len(sentences) < 2:
+            return []
+        budget = self.max_message_tokens
+        room = max(1, budget // 2)
+        while True:
+            passages: list[tuple[int, ...]] = []
+            for ids in sentences:
+                if passages and len(passages[-1]) + len(ids) <= room:
+                    passages[-1] = passages[-1] + ids
+                else:
+                    passages.append(ids[:budget])
+            if len(passages) <= max_passages or room >= budget:
+                return passages[:max_passages]
+            room = min(budget, room * 2)
 
     def encode(self, text: str) -> PromptIds:
         """Tokenise one message into one prompt; a message over budget keeps its head and tail.
@@ -187,14 +211,15 @@ class PromptBuilder:
     def encode_windows(self, text: str, max_windows: int = DEFAULT_MAX_WINDOWS,
                        normalized: bool = False) -> list[PromptIds]:
         """Every part of a message as prompts: one if it fits the budget, else windows overlapping by half
-        (by less, when half-overlapping windows would be more than ``max_windows``).
+        (by less, when half-overlapping windows would be more than ``max_windows``), followed by its
+        sentences read on their own (at most ``max_windows`` passages; see _sentence_passages).
 
         ``truncated`` is set on every window when some part of the message was not read: even windows
         without overlap would be more than ``max_windows`` (they are then spread evenly over it), or more
         than MAX_MESSAGE_CHARS characters were given.
         """
         budget = self.max_message_tokens
-        ids, cut = self._message_ids(text if normalized else normalize_message(text))
+        message, ids, cut = self._message_ids(text if normalized else normalize_message(text))
         if len(ids) <= budget:
             return [PromptIds(self.prefix, ids, self.suffix, truncated=cut)]
         last = len(ids) - budget
@@ -206,7 +231,9 @@ class PromptBuilder:
         else:
             cut = True
             starts = [round(i * last / (max_windows - 1)) for i in range(max_windows)] if max_windows > 1 else [0]
-        return [PromptIds(self.prefix, ids[start:start + budget], self.suffix, truncated=cut) for start in starts]
+        windows = [ids[start:start + budget] for start in starts]
+        passages = self._sentence_passages(message, max_windows)
+        return [PromptIds(self.prefix, part, self.suffix, truncated=cut) for part in windows + passages]
 
     def encode_example(self, text: str, label: str) -> tuple[list[int], list[int]]:
         """Token ids and the loss labels of a training example: -100 everywhere but the completion."""

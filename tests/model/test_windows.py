@@ -102,3 +102,24 @@ def test_overlap_shrinks_before_any_token_goes_unread(tokenizer):
         covered.update(range(position, position + 16))
     assert covered == set(range(len(all_ids)))
     assert len(builder.encode_windows(text, max_windows=1)) == 1
+
+
+def test_a_long_message_s_sentences_are_also_read_on_their_own(tokenizer):
+    builder = PromptBuilder(tokenizer, max_message_tokens=32)
+    filler = "We met at the station and talked about the weather for a while. "
+    text = filler * 6 + "They are vermin. " + filler * 6
+    windows = builder.encode_windows(text)
+    passages = windows[len(builder.encode_windows(text.replace(". ", " "))):]  # the same windows, no sentences
+    # The hidden sentence is read without a window's worth of filler around it.
+    sentence = builder._encode(" They are vermin.")
+    assert any(len(p.message) <= 16 + len(sentence)
+               and any(p.message[i:i + len(sentence)] == sentence for i in range(len(p.message)))
+               for p in passages)
+    assert len(passages) <= len(text) // 10
+
+
+def test_sentence_passages_are_bounded_by_max_windows(tokenizer):
+    builder = PromptBuilder(tokenizer, max_message_tokens=16)
+    text = "Yes. No. " * 500
+    windows = builder.encode_windows(text, max_windows=8)
+    assert len(windows) <= 16
