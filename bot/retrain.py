@@ -33,7 +33,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from model import Classifier
+import model
 from model.adapter import METADATA_FILE, TRAINING_SET_FILE, read_adapter
 from model.errors import AdapterError, ModbotError
 from training.retrain import MAX_F1_DROP, JobSpec, gate
@@ -72,7 +72,7 @@ def _now() -> datetime:
 # --------------------------------------------------------------------------- the registry at start-up
 
 
-async def load_serving(conn: aiosqlite.Connection, settings: Settings) -> Classifier:
+async def load_serving(conn: aiosqlite.Connection, settings: Settings) -> model.Classifier:
     """The classifier the bot starts with: the registry's active version for this model, if it loads.
 
     An active version that cannot be loaded (a file missing, truncated or corrupt weights, made for another
@@ -100,7 +100,7 @@ async def load_serving(conn: aiosqlite.Connection, settings: Settings) -> Classi
         return classifier
     if broken:
         log.warning("No registered adapter version can be loaded: serving the configured adapter instead")
-    return await asyncio.to_thread(Classifier.from_settings, settings.model)
+    return await asyncio.to_thread(model.Classifier.from_settings, settings.model)
 
 
 async def _serving_candidates(conn: aiosqlite.Connection, settings: Settings) -> list[storage.AdapterVersion]:
@@ -590,9 +590,9 @@ async def promote(conn: aiosqlite.Connection, job: Job, end: Outcome) -> storage
                                           figures=figures)
 
 
-def load_classifier(settings: Settings, path: Path) -> Classifier:
+def load_classifier(settings: Settings, path: Path) -> model.Classifier:
     """A classifier wearing the adapter at ``path`` (blocking: run it in a worker thread)."""
-    return Classifier.from_settings(replace(settings.model, adapter=Path(path)))
+    return model.Classifier.from_settings(replace(settings.model, adapter=Path(path)))
 
 
 # --------------------------------------------------------------------------- words

@@ -6,48 +6,17 @@ import copy
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .config import INFERENCE_PRECISIONS, ModelSettings
 from .fast_path import PrefixScorer, can_pack_linears, pack_linears, supports_prefix_cache
 from .labels import LABELS, most_severe
 from .loader import LoadedModel, load_model
+from .predictions import ZERO_SHOT, Prediction
 from .prompt import DEFAULT_MAX_WINDOWS, PromptBuilder, PromptIds, normalize_message
 from .scoring import label_log_likelihoods
 
 log = logging.getLogger(__name__)
-
-ZERO_SHOT = "zero-shot"
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """A label with the probability of each of the three labels and the versions that produced it."""
-
-    label: str
-    probabilities: dict[str, float]
-    model: str
-    adapter_version: str
-    skipped: bool = False  # nothing to classify: no model call was made
-    truncated: bool = False  # some part of the message was not read (see PromptBuilder.encode_windows)
-    windows: int = 1  # parts the message was read in; the most severe one gave the label
-    extra: dict = field(default_factory=dict, repr=False, compare=False)
-
-    @property
-    def confidence(self) -> float:
-        return self.probabilities[self.label]
-
-    def to_dict(self) -> dict:
-        return {
-            "label": self.label,
-            "probabilities": dict(self.probabilities),
-            "model": self.model,
-            "adapter_version": self.adapter_version,
-            "skipped": self.skipped,
-            "truncated": self.truncated,
-            "windows": self.windows,
-        }
-
 
 class Classifier:
     """Labels messages hate / offensive / neutral by scoring each label as the prompt's completion.

@@ -3,6 +3,7 @@ notices from transformers, peft and bitsandbytes are noise to a server owner."""
 
 import logging
 import os
+import sys
 import warnings
 
 
@@ -13,9 +14,13 @@ def quiet_transformers() -> None:
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     # peft calls a transformers method that transformers 5 renamed; harmless until transformers 6.
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-    try:
-        from transformers.utils import logging as hf_logging
-    except ImportError:
+    # Through the environment, which transformers and huggingface_hub read when they are imported, so
+    # that quieting them does not import them (and torch): `modbot --help` stays fast.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" not in sys.modules:
         return
+    from transformers.utils import logging as hf_logging
+
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()

@@ -9,7 +9,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from model import Classifier, ModelSettings
+import model
+from model import ModelSettings
 from model.errors import AdapterError, ModbotError
 from model.labels import LABELS
 
@@ -88,10 +89,10 @@ def with_registry_adapter(settings: ModelSettings) -> tuple[ModelSettings, str |
     return replace(settings, adapter=Path(active.path)), source
 
 
-def load_classifier(settings: ModelSettings, source: str | None) -> Classifier:
+def load_classifier(settings: ModelSettings, source: str | None) -> model.Classifier:
     """Classifier.from_settings; an unusable registry version is named as such (with the way around it)."""
     try:
-        return Classifier.from_settings(settings)
+        return model.Classifier.from_settings(settings)  # imports torch: only when classifying
     except AdapterError as exc:
         if source is None:
             raise
