@@ -254,8 +254,9 @@ async def drive(args, settings, classifier, texts: list[str]) -> dict:
     import simcord
 
     from bot import create_bot
+    from bot.model_manager import ClassifierBackend
 
-    bot = create_bot(settings, classifier=classifier)
+    bot = create_bot(settings, backend=ClassifierBackend(settings.model, classifier))
     result: dict = {}
     try:
         async with simcord.run(bot, settle_timeout=max(300.0, 2 * args.burst)) as env:

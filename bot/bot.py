@@ -12,8 +12,11 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from . import retrain, storage
-from .service import ClassificationService, SupportsClassify
+from model import InferenceBackend
+
+from . import storage
+from .model_manager import ModelManager
+from .service import ClassificationService
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -44,9 +47,9 @@ def intents() -> discord.Intents:
 
 
 class ModBot(commands.Bot):
-    """Holds the settings, the database connection and the classification service for the cogs."""
+    """Holds the settings, the database connection, the model manager and the classification service for the cogs."""
 
-    def __init__(self, settings: Settings, *, classifier: SupportsClassify | None = None) -> None:
+    def __init__(self, settings: Settings, *, backend: InferenceBackend | None = None) -> None:
         # The bot never joins voice: discord.py's warnings about missing voice libraries are noise.
         discord.VoiceClient.warn_nacl = False
         discord.VoiceClient.warn_dave = False
@@ -57,8 +60,9 @@ class ModBot(commands.Bot):
             allowed_mentions=discord.AllowedMentions.none(),
         )
         self.settings = settings
-        self._given_classifier = classifier
+        self._given_backend = backend
         self._db: aiosqlite.Connection | None = None
+        self._models: ModelManager | None = None
         self._service: ClassificationService | None = None
         self.failed_extensions: dict[str, BaseException] = {}
         self._handlers: set[asyncio.Task] = set()  # tasks handling a message (see handling_message)
@@ -70,6 +74,13 @@ class ModBot(commands.Bot):
         if self._db is None:
             raise RuntimeError("the database is opened in setup_hook")
         return self._db
+
+    @property
+    def models(self) -> ModelManager:
+        """What the bot serves: every cog and command reads and changes it here."""
+        if self._models is None:
+            raise RuntimeError("the model manager is started in setup_hook")
+        return self._models
 
     @property
     def service(self) -> ClassificationService:
@@ -97,14 +108,14 @@ class ModBot(commands.Bot):
             await self.sync_commands()
 
     async def _start_service(self) -> ClassificationService:
-        classifier = self._given_classifier
-        if classifier is None:
-            # The registry's active version (after a retrain or a rollback) wins over the configured adapter;
-            # one that cannot be loaded gives way to the last good one. Loading happens off the event loop.
-            classifier = await retrain.load_serving(self.db, self.settings)
-        log.info("Classifier: %s, adapter %s", classifier.model_name, classifier.adapter_version)
+        if self._models is None:
+            self._models = ModelManager(self.settings, self.db, backend=self._given_backend)
+        if not self._models.started:
+            # The registry's active version (after a retrain or a rollback) wins over the configured adapter; one
+            # that cannot be loaded gives way to the last good one (bot.model_manager). Loading is off the event loop.
+            await self._models.start()
         return ClassificationService(
-            classifier,
+            self._models.backend,
             batch_size=self.settings.model.batch_size,
             queue_size=self.settings.queue_size,
             max_wait=self.settings.batch_wait_ms / 1000,
@@ -166,6 +177,9 @@ class ModBot(commands.Bot):
                 if self._service is not None:
                     await self._service.close()
                     self._service = None
+                if self._models is not None:
+                    await self._models.close()
+                    self._models = None
                 if self._db is not None:
                     await self._db.close()
                     self._db = None
@@ -185,6 +199,7 @@ class ModBot(commands.Bot):
                         "the next start classifies them", unfinished, SHUTDOWN_DRAIN_SECONDS)
 
 
-def create_bot(settings: Settings, *, classifier: SupportsClassify | None = None) -> ModBot:
-    """Build the whole bot without connecting. ``classifier``: an already loaded one (tests, the demo)."""
-    return ModBot(settings, classifier=classifier)
+def create_bot(settings: Settings, *, backend: InferenceBackend | None = None) -> ModBot:
+    """Build the whole bot without connecting. ``backend``: an already loaded model (tests, the demo); by default
+    the model manager creates one from the settings at start-up."""
+    return ModBot(settings, backend=backend)

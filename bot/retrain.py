@@ -8,10 +8,11 @@ shared by the retrain cog and `modbot retrain`, does everything around it:
   database allows one at a time), exports the corrections to the job directory and writes ``spec.json``;
 * launches ``python -m training.retrain --spec ...`` and follows it through its progress file, without
   waiting on it: :meth:`Job.poll` reads what was appended since the last call and never blocks;
-* records the end: promoted (the caller swaps the classifier, then :func:`promote`), rejected (the
+* records the end: promoted (bot.model_manager serves it, then :func:`promote`), rejected (the
   adapter stays on disk), cancelled or failed (nothing is kept; a half-written directory is removed), or
   failed because the promoted adapter cannot be loaded (kept on disk, with the reason);
-* at start-up, serves the active version, or the last good one when it cannot be loaded (:func:`load_serving`).
+* says which versions may serve at start-up (:func:`serving_candidates`; bot.model_manager serves them) and
+  marks one that cannot be loaded (:func:`record_unloadable`).
 
 Nothing here imports discord.
 """
@@ -27,15 +28,14 @@ import signal
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import aiosqlite
 
-import model
 from model.adapter import METADATA_FILE, TRAINING_SET_FILE, read_adapter
-from model.errors import AdapterError, ModbotError
+from model.errors import ModbotError
 from training.retrain import MAX_F1_DROP, JobSpec, gate
 
 from . import storage
@@ -72,38 +72,7 @@ def _now() -> datetime:
 # --------------------------------------------------------------------------- the registry at start-up
 
 
-async def load_serving(conn: aiosqlite.Connection, settings: Settings) -> model.Classifier:
-    """The classifier the bot starts with: the registry's active version for this model, if it loads.
-
-    An active version that cannot be loaded (a file missing, truncated or corrupt weights, made for another
-    model or prompt) does not stop the bot: it is marked failed with the reason, its directory is kept, and
-    the versions that were active before it are tried, the most recent first; the first that loads becomes
-    the active version again. When none does, the configured adapter (MODBOT_ADAPTER, else the shipped one)
-    is served, and :func:`register_serving` registers it. A base model that cannot be loaded is not an
-    adapter's fault: its ModelError stops the start as before.
-
-    A MODBOT_ADAPTER that no version came from is the owner's new choice: it is served (and becomes the
-    active version), whatever the registry says.
-    """
-    broken: list[storage.AdapterVersion] = []
-    for version in await _serving_candidates(conn, settings):
-        try:
-            classifier = await asyncio.to_thread(load_classifier, settings, version.path)
-        except AdapterError as exc:
-            await record_unloadable(conn, version, exc)
-            broken.append(version)
-            continue
-        if broken:
-            await storage.activate_version(conn, version.number, now=_now())
-            log.warning("Serving adapter version %d, the last good one, instead of version %d, which cannot be "
-                        "loaded (see /mod model)", version.number, broken[0].number)
-        return classifier
-    if broken:
-        log.warning("No registered adapter version can be loaded: serving the configured adapter instead")
-    return await asyncio.to_thread(model.Classifier.from_settings, settings.model)
-
-
-async def _serving_candidates(conn: aiosqlite.Connection, settings: Settings) -> list[storage.AdapterVersion]:
+async def serving_candidates(conn: aiosqlite.Connection, settings: Settings) -> list[storage.AdapterVersion]:
     """The active version, then the versions active before it (newest first); none when the configured
     adapter is to be served instead."""
     active = await storage.active_version(conn)
@@ -128,12 +97,6 @@ async def record_unloadable(conn: aiosqlite.Connection, version: storage.Adapter
     log.error("Adapter version %d (%s) cannot be loaded and is marked failed; its directory %s is kept: %s",
               version.number, version.name, version.path, error)
     return await storage.mark_version_unloadable(conn, version.number, reason=reason, now=_now())
-
-
-def classifier_adapter_path(classifier) -> Path | None:
-    loaded = getattr(classifier, "loaded", None)
-    adapter = getattr(loaded, "adapter", None)
-    return Path(adapter.path) if adapter is not None else None
 
 
 async def register_serving(conn: aiosqlite.Connection, settings: Settings,
@@ -588,11 +551,6 @@ async def promote(conn: aiosqlite.Connection, job: Job, end: Outcome) -> storage
     figures = {k: result[k] for k in ("candidate", "active") if k in result} or None
     return await storage.activate_version(conn, job.number, now=_now(), reason=end.reason, data=result.get("data"),
                                           figures=figures)
-
-
-def load_classifier(settings: Settings, path: Path) -> model.Classifier:
-    """A classifier wearing the adapter at ``path`` (blocking: run it in a worker thread)."""
-    return model.Classifier.from_settings(replace(settings.model, adapter=Path(path)))
 
 
 # --------------------------------------------------------------------------- words

@@ -1,11 +1,11 @@
-"""The classification service: the one owner of the model inside the bot.
+"""The classification service: how the bot's messages reach the model.
 
 Messages go into a bounded asyncio queue; a drain task takes them out in micro-batches (up to the
 batch size, or whatever arrived within a few milliseconds) and runs each batch on a single worker
 thread, so the event loop never runs a forward pass and a burst becomes a few large batches.
 
-The classifier is read once per batch, so :meth:`ClassificationService.swap` replaces it between
-batches: messages already in a batch finish on the old one, the next batch uses the new one.
+Each batch goes to the model.InferenceBackend that bot.model_manager owns. Which adapter that backend
+serves is the manager's business (it switches adapters between batches); the service only classifies.
 """
 
 from __future__ import annotations
@@ -16,23 +16,13 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol
 
-from model import Prediction
+from model import InferenceBackend, Prediction
 from model.errors import ModbotError
 
 log = logging.getLogger(__name__)
 
 DROP_REPORT_INTERVAL = 10.0  # seconds between two warnings about a full queue
-
-
-class SupportsClassify(Protocol):
-    """What the service needs of a classifier (model.Classifier, or a stand-in with the same contract)."""
-
-    model_name: str
-    adapter_version: str
-
-    def classify(self, texts: list[str]) -> list[Prediction]: ...
 
 
 class QueueFull(ModbotError):
@@ -57,13 +47,13 @@ class ServiceStats:
 class ClassificationService:
     def __init__(
         self,
-        classifier: SupportsClassify,
+        backend: InferenceBackend,
         *,
         batch_size: int = 16,
         queue_size: int = 1000,
         max_wait: float = 0.005,
     ) -> None:
-        self._classifier = classifier
+        self._backend = backend
         self.batch_size = max(1, batch_size)
         self.max_wait = max(0.0, max_wait)
         self._queue: asyncio.Queue[tuple[str, asyncio.Future[Prediction]]] = asyncio.Queue(maxsize=queue_size)
@@ -81,23 +71,12 @@ class ClassificationService:
     # ------------------------------------------------------------------ public API
 
     @property
-    def classifier(self) -> SupportsClassify:
-        return self._classifier
-
-    @property
     def model_name(self) -> str:
-        return self._classifier.model_name
+        return self._backend.model_name
 
     @property
     def adapter_version(self) -> str:
-        return self._classifier.adapter_version
-
-    def swap(self, classifier: SupportsClassify) -> SupportsClassify:
-        """Serve the next batch with ``classifier``; return the one it replaces."""
-        previous, self._classifier = self._classifier, classifier
-        log.info("Classifier swapped: %s %s -> %s %s", previous.model_name, previous.adapter_version,
-                 classifier.model_name, classifier.adapter_version)
-        return previous
+        return self._backend.adapter_version
 
     async def classify(self, text: str) -> Prediction:
         """Queue ``text`` and wait for its prediction. Raises QueueFull when the queue is full."""
@@ -191,11 +170,10 @@ class ClassificationService:
                     batch.append((text, future))
             if not batch:
                 continue
-            classifier = self._classifier  # read once: a swap takes effect at the next batch
             texts = [text for text, _ in batch]
             started = time.perf_counter()
             try:
-                predictions = await loop.run_in_executor(self._executor, classifier.classify, texts)
+                predictions = await loop.run_in_executor(self._executor, self._backend.classify, texts)
             except asyncio.CancelledError:
                 # Closed while this batch ran: its callers record their messages for the next start.
                 for _, future in batch:

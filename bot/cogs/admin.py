@@ -172,11 +172,8 @@ class Admin(commands.GroupCog, group_name="mod", group_description="modbot moder
             embed.add_field(name=label.capitalize(), value=f"threshold {config.thresholds[label]:.2f}\naction {action}")
         exempt = [f"<#{c}>" for c in sorted(config.exempt_channels)] + [f"<@&{r}>" for r in sorted(config.exempt_roles)]
         embed.add_field(name="Exempt", value=", ".join(exempt) or "nothing", inline=False)
-        embed.add_field(
-            name="Model",
-            value=f"{self.bot.service.model_name} · adapter {self.bot.service.adapter_version}",
-            inline=False,
-        )
+        served = self.bot.models.served
+        embed.add_field(name="Model", value=f"{served.model} · adapter {served.adapter_version}", inline=False)
         embed.add_field(name="What the labels mean (review by this guide)", value=label_guide(), inline=False)
         await self._reply(interaction, embed=embed)
 
@@ -209,7 +206,7 @@ class Admin(commands.GroupCog, group_name="mod", group_description="modbot moder
         service = self.bot.service.stats()
         embed.add_field(
             name="Model",
-            value=f"{self.bot.service.model_name} · adapter {self.bot.service.adapter_version}\n"
+            value=f"{self.bot.models.served.model} · adapter {self.bot.models.served.adapter_version}\n"
                   f"since start: {service.classified} classified in {service.batches} batches, "
                   f"{service.dropped} dropped (queue full)",
             inline=False,
@@ -243,13 +240,14 @@ class Admin(commands.GroupCog, group_name="mod", group_description="modbot moder
     @app_commands.command(name="model", description="The active model version, its figures and the last versions")
     @checks.server_permissions(manage_messages=True)
     async def model(self, interaction: discord.Interaction) -> None:
-        retrain_cog = self.bot.get_cog("Retrain")
-        if retrain_cog is not None and retrain_cog.job is None:
-            await retrain_cog.sync_active()  # a version `modbot retrain` promoted
-        service = self.bot.service
+        # Only reads: what is served is the model manager's, which also serves what the shell promotes.
+        served = self.bot.models.served
         active = await storage.active_version(self.bot.db)
         embed = discord.Embed(title="modbot model", colour=discord.Colour.blurple())
-        embed.add_field(name="Serving", value=f"{service.model_name} · adapter {service.adapter_version}", inline=False)
+        embed.add_field(name="Serving", value=f"{served.model} · adapter {served.adapter_version}", inline=False)
+        if self.bot.models.problem:
+            embed.colour = discord.Colour.red()
+            embed.add_field(name="Not served", value=self.bot.models.problem[:1024], inline=False)
         if active is None:
             embed.description = "No adapter version is registered (the bot serves a zero-shot model or a stand-in)."
             await self._reply(interaction, embed=embed)
@@ -291,13 +289,9 @@ class Admin(commands.GroupCog, group_name="mod", group_description="modbot moder
     @app_commands.describe(version="The version number (see /mod model)")
     @checks.owner_only("roll the model back")
     async def rollback(self, interaction: discord.Interaction, version: app_commands.Range[int, 1]) -> None:
-        retrain_cog = self.bot.get_cog("Retrain")
-        if retrain_cog is None:
-            await interaction.response.send_message("Retraining is unavailable right now.", ephemeral=True)
-            return
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
-            activated, was = await retrain_cog.rollback(version)
+            activated, was = await self.bot.models.rollback(version)
         except ModbotError as exc:
             await interaction.edit_original_response(content=str(exc))
             return

@@ -1,5 +1,6 @@
-"""Retraining from the moderators' corrections: `/retrain start|status|cancel`, the job's status message,
-scheduled retraining, hot swap of a promoted adapter, and rollback (for `/mod rollback`).
+"""Retraining from the moderators' corrections: `/retrain start|status|cancel`, the job's status message and
+scheduled retraining. A promoted adapter is served through the model manager (bot.model_manager), which also
+serves a version `modbot retrain` promoted from the shell.
 
 Every server the bot is in is judged by the same model, so starting and cancelling a retraining (and
 `/mod rollback`) are the bot owner's (see `bot.checks`); `/retrain status` is for any server's administrators.
@@ -11,7 +12,6 @@ and the classifier keep serving while it trains.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from dataclasses import replace
@@ -21,7 +21,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands, tasks
 
-from model.errors import AdapterError, ModbotError
+from model.errors import ModbotError
 
 from .. import checks, retrain, storage
 from ..bot import ModBot
@@ -51,10 +51,6 @@ STATUS_TEXT = {
 }
 
 
-class RollbackRefused(ModbotError):
-    """`/mod rollback` cannot make that version active."""
-
-
 @app_commands.guild_only()
 @app_commands.default_permissions(administrator=True)
 class Retrain(commands.GroupCog, group_name="retrain",
@@ -62,8 +58,6 @@ class Retrain(commands.GroupCog, group_name="retrain",
     def __init__(self, bot: ModBot) -> None:
         self.bot = bot
         self.job: retrain.Job | None = None
-        self.serving_number: int | None = None
-        self._swap_lock = asyncio.Lock()
         self._last_edit = 0.0
         self._last_phase: str | None = None
         self._next_scheduled: datetime | None = None
@@ -75,13 +69,6 @@ class Retrain(commands.GroupCog, group_name="retrain",
         db, settings = self.bot.db, self.bot.settings
         for failed in await retrain.fail_stale_jobs(db, settings):
             await self._edit_status(failed)
-        try:
-            version = await retrain.register_serving(
-                db, settings, retrain.classifier_adapter_path(self.bot.service.classifier))
-        except (ModbotError, OSError) as exc:
-            log.error("Could not register the serving adapter, retraining is unavailable: %s", exc)
-            version = None
-        self.serving_number = version.number if version else None
         if settings.retrain_every_s:
             last = await storage.latest_job_of(db, "schedule")
             start = last.created_at if last else discord.utils.utcnow()
@@ -117,7 +104,6 @@ class Retrain(commands.GroupCog, group_name="retrain",
     @checks.owner_only("retrain the model")
     async def start(self, interaction: discord.Interaction, force: bool = False) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        await self.sync_active()
         try:
             job = await retrain.start_job(self.bot.db, self.bot.settings, origin="discord",
                                           started_by=interaction.user.id, force=force)
@@ -145,8 +131,6 @@ class Retrain(commands.GroupCog, group_name="retrain",
     @app_commands.command(name="status", description="The running retraining job, or the last one")
     @app_commands.checks.has_permissions(administrator=True)
     async def status(self, interaction: discord.Interaction) -> None:
-        if self.job is None:
-            await self.sync_active()
         version = await storage.latest_job(self.bot.db)
         if version is None:
             new = await self._new_corrections()
@@ -208,10 +192,9 @@ class Retrain(commands.GroupCog, group_name="retrain",
         if self.job is not None:
             return
         try:
-            await self.sync_active()
             await self.maybe_schedule()
         except Exception:
-            log.exception("Retraining: checking the registry and the schedule failed")
+            log.exception("Retraining: checking the schedule failed")
 
     async def follow(self) -> None:
         job = self.job
@@ -241,11 +224,7 @@ class Retrain(commands.GroupCog, group_name="retrain",
         if end.status == "promote":
             version = await storage.get_version(db, job.number)
             try:
-                async with self._swap_lock:
-                    classifier = await asyncio.to_thread(retrain.load_classifier, self.bot.settings, version.path)
-                    version = await retrain.promote(db, job, end)
-                    self.bot.service.swap(classifier)
-                    self.serving_number = version.number
+                version = await self.bot.models.promote(job, end)
             except Exception as exc:
                 # Kept and marked, with why: the evidence, and `/mod rollback` serves it once repaired.
                 log.error("Retraining: version %d passed the gate but cannot be loaded; it is marked failed and its "
@@ -254,8 +233,6 @@ class Retrain(commands.GroupCog, group_name="retrain",
                 end = retrain.Outcome("failed", f"the new adapter passed the gate but cannot be loaded: {exc} "
                                                 f"(its directory is kept: {version.path})", end.result)
                 version = await retrain.record_end(db, job, end, keep_adapter=True)
-            else:
-                log.info("Retraining: version %d promoted and serving (%s)", version.number, end.reason)
         else:
             version = await retrain.record_end(db, job, end)
             log.info("Retraining: version %d %s (%s)", version.number, version.status, end.reason)
@@ -284,63 +261,6 @@ class Retrain(commands.GroupCog, group_name="retrain",
                 await channel.send(embed=self.render(version))
             except discord.HTTPException as exc:
                 log.warning("Could not post the scheduled retraining verdict in guild %d: %s", guild.id, exc)
-
-    # ------------------------------------------------------------------ the active version
-
-    async def sync_active(self) -> None:
-        """Serve the registry's active version if another process (`modbot retrain`) promoted one.
-
-        Checked at start-up, by `/retrain start|status` and `/mod model`, and by the schedule's loop; an idle
-        bot runs no polling loop.
-        """
-        active = await storage.active_version(self.bot.db)
-        if (active is None or active.number == self.serving_number or active.path is None
-                or active.model != self.bot.settings.model.model or self._swap_lock.locked()):
-            return
-        async with self._swap_lock:
-            try:
-                classifier = await asyncio.to_thread(retrain.load_classifier, self.bot.settings, active.path)
-            except AdapterError as exc:
-                # The version being served stays, and is the active one again; the other is marked failed.
-                await retrain.record_unloadable(self.bot.db, active, exc)
-                if self.serving_number is not None:
-                    await storage.activate_version(self.bot.db, self.serving_number, now=datetime.now(UTC))
-                return
-            except Exception:
-                log.exception("Version %d became active but cannot be loaded; still serving version %s",
-                              active.number, self.serving_number)
-                self.serving_number = active.number  # do not retry every few seconds
-                return
-            self.bot.service.swap(classifier)
-            self.serving_number = active.number
-        log.info("Now serving adapter version %d (made active outside the bot)", active.number)
-
-    async def rollback(self, number: int) -> tuple[storage.AdapterVersion, str]:
-        """Make an earlier version active: load it in a worker thread, record it, swap between batches."""
-        db = self.bot.db
-        version = await storage.get_version(db, number)
-        if version is None:
-            raise RollbackRefused(f"There is no version {number}. `/mod model` lists them.")
-        if version.status == "active":
-            raise RollbackRefused(f"Version {number} is already the active version.")
-        if version.status not in ("previous", "rejected", "failed") or version.path is None:
-            raise RollbackRefused(f"Version {number} was {version.status}: it has no adapter to serve.")
-        if version.model != self.bot.settings.model.model:
-            raise RollbackRefused(f"Version {number} belongs to model {version.model}, but the bot serves "
-                                  f"{self.bot.settings.model.model}.")
-        if await storage.running_job(db) is not None:
-            raise RollbackRefused("A retraining job is running: wait for it or stop it with `/retrain cancel` first.")
-        was = version.status
-        async with self._swap_lock:
-            try:
-                classifier = await asyncio.to_thread(retrain.load_classifier, self.bot.settings, version.path)
-            except ModbotError as exc:
-                raise RollbackRefused(f"Version {number} cannot be loaded: {exc}") from None
-            version = await storage.activate_version(db, number, now=datetime.now(UTC))
-            self.bot.service.swap(classifier)
-            self.serving_number = number
-        log.info("Rolled back to adapter version %d", number)
-        return version, was
 
     # ------------------------------------------------------------------ the schedule
 

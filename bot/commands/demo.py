@@ -80,8 +80,9 @@ async def _demo(settings, classifier, script: list[tuple[str, str]]) -> None:
     import simcord
 
     from bot import create_bot, storage
+    from bot.model_manager import ClassifierBackend
 
-    bot = create_bot(settings, classifier=classifier)
+    bot = create_bot(settings, backend=ClassifierBackend(settings.model, classifier))
     try:
         # A generous settle timeout: on a busy CPU a batch of the real model can take seconds.
         async with simcord.run(bot, settle_timeout=300) as env:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import discord
 import pytest
 
 from bot import Settings, create_bot
-from model import Prediction
+from model import ZERO_SHOT, Prediction, Served, read_adapter
 from model.labels import LABELS
 
 HATE_WORD = "vermin"
@@ -16,18 +17,37 @@ OFFENSIVE_WORD = "idiot"
 
 
 class KeywordClassifier:
-    """A fast stand-in with model.Classifier's contract: hate for HATE_WORD, offensive for OFFENSIVE_WORD.
+    """A fast stand-in backend (model.InferenceBackend): hate for HATE_WORD, offensive for OFFENSIVE_WORD.
 
-    It records every batch it is given and the thread it ran on, so tests can check the batching.
-    (The real classifier is exercised by test_real_model.py and the other tests that use tiny_classifier.)
+    It records every batch it is given and the thread it ran on, so tests can check the batching, and every
+    adapter it is told to serve. Serving an adapter reads and checks its directory as the real backend does
+    (model.read_adapter: metadata, files present) and takes its version name; the weights are not read.
+    (The real backend is exercised by test_real_model.py and the tests that load the tiny model.)
     """
 
     model_name = "keyword-test"
-    adapter_version = "test-1"
 
     def __init__(self) -> None:
+        self.adapter_version = "test-1"
+        self.adapter_path: Path | None = None
         self.batches: list[list[str]] = []
         self.threads: set[str] = set()
+        self.served_paths: list[Path | None] = []  # every serve_adapter call, and the threads they ran on
+        self.serve_threads: set[str] = set()
+        self.closed = False
+
+    def serve_adapter(self, path: Path | None) -> Served:
+        self.served_paths.append(path)
+        self.serve_threads.add(threading.current_thread().name)
+        version = read_adapter(path).version if path is not None else ZERO_SHOT  # raises AdapterError
+        self.adapter_version, self.adapter_path = version, path
+        return self.served()
+
+    def served(self) -> Served:
+        return Served("local", self.model_name, self.adapter_version, self.adapter_path)
+
+    def close(self) -> None:
+        self.closed = True
 
     def classify(self, texts: list[str]) -> list[Prediction]:
         self.batches.append(list(texts))
@@ -64,7 +84,7 @@ async def make_bot(settings, classifier):
     built = []
 
     def make(*, settings_: Settings | None = None, classifier_=None):
-        bot = create_bot(settings_ or settings, classifier=classifier_ or classifier)
+        bot = create_bot(settings_ or settings, backend=classifier_ or classifier)
         built.append(bot)
         return bot
 

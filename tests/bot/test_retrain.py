@@ -223,8 +223,8 @@ async def test_admin_retrain_runs_to_the_end_promotes_and_rollback_restores(env,
     trained_on = (settings.adapter_dir / "v2" / "train.jsonl").read_text()
     assert "vermin" in trained_on and (settings.adapter_dir / "v2" / "retrain_val.jsonl").is_file()
 
-    # hot swap: the service serves v2 without a restart, and the next card shows it
-    assert env.bot.service.adapter_version == "v2"
+    # hot swap through the model manager: v2 is served without a restart, and the next card shows it
+    assert env.bot.service.adapter_version == "v2" and env.bot.models.version.number == 2
     await server.member.send(server.general, "those vermin again 7")
     card = server.cards()[-1]
     assert "adapter v2" in {f.name: f.value for f in card.embeds[0].fields}["Model"]
@@ -514,25 +514,60 @@ def test_finish_recomputes_the_verdict_and_an_edited_promote_flag_does_not_promo
     assert asyncio.run(registry()) == [(2, "rejected"), (1, "active")]
 
 
-async def test_a_version_promoted_from_the_shell_is_served_from_the_next_mod_model(env, server, settings):
-    import shutil
+async def wait_served(env, adapter_version: str, timeout: float = 30.0) -> float:
+    """Wait in real time (no command, no virtual clock) until the bot serves ``adapter_version``; the seconds."""
+    started = time.perf_counter()
+    while env.bot.models.served.adapter_version != adapter_version:
+        waited = time.perf_counter() - started
+        assert waited < timeout, f"adapter {adapter_version} not served after {waited:.0f} s"
+        await asyncio.sleep(0.1)
+    await env.settle()
+    return time.perf_counter() - started
+
+
+async def test_a_version_promoted_by_modbot_retrain_in_the_shell_is_served_within_30_s_without_a_command(
+        env, server, settings, tiny_model_dir, first_adapter, tmp_path, caplog):
+    import logging
+    import subprocess
+    import sys
 
     db = env.bot.db
-    # what `modbot retrain` leaves in the registry: version 2 active, its directory in place
-    version = await storage.start_job(db, model=settings.model.model, adapter_dir=settings.adapter_dir.resolve(),
-                                      parent=1, origin="shell", started_by=None, now=datetime.now(UTC))
-    shutil.copytree(settings.adapter_dir / "v1", version.path)
-    meta = version.path / "modbot_adapter.json"
-    meta.write_text(json.dumps({**json.loads(meta.read_text()), "version": "v2"}))
-    await storage.activate_version(db, version.number, now=datetime.now(UTC))
-    assert env.bot.service.adapter_version == "first"  # an idle bot polls nothing
+    await add_corrections(db, make_examples({"hate": 22}, seed=9))
+    caplog.set_level(logging.INFO, logger="bot")
+    # `modbot retrain` in a shell on the bot's machine: another process, the same database and registry
+    shell_env = {**os.environ, "MODBOT_DB": str(settings.db_path), "MODBOT_MODEL": str(tiny_model_dir),
+                 "MODBOT_DEVICE": "cpu", "MODBOT_QUANTIZATION": "none", "MODBOT_ADAPTER": str(first_adapter),
+                 "MODBOT_ADAPTER_DIR": str(settings.adapter_dir), "MODBOT_RETRAIN_THREADS": "1",
+                 "MODBOT_CACHE_DIR": str(tmp_path / "cache"), "MODBOT_RETRAIN_MIN_CORRECTIONS": "20"}
+    out_file, err_file = tmp_path / "retrain.out", tmp_path / "retrain.err"
+    with open(out_file, "w") as out, open(err_file, "w") as err:
+        shell = subprocess.Popen([sys.executable, "-m", "bot.cli", "retrain"], cwd=tmp_path, env=shell_env,
+                                 stdout=out, stderr=err)
+    deadline = time.perf_counter() + 300
+    while shell.poll() is None:  # the bot keeps running meanwhile
+        if time.perf_counter() > deadline:
+            shell.kill()
+            raise AssertionError("modbot retrain did not finish")
+        await asyncio.sleep(0.5)
+    out, err = out_file.read_text(), err_file.read_text()
+    assert shell.returncode == 0, err[-2000:]
+    assert out.startswith("version 2: active"), out
 
-    result = await server.admin.slash(server.general, "mod model")
-    assert env.bot.service.adapter_version == "v2"
-    fields = {f.name: f.value for f in result.response.embeds[0].fields}
-    assert fields["Serving"].endswith("adapter v2") and "Active: version 2 (v2)" in fields
+    version = await storage.active_version(db)
+    assert (version.number, version.origin) == (2, "shell")
+    waited = await wait_served(env, "v2")  # no command: the registry watcher
+    since_promotion = (datetime.now(UTC) - version.activated_at).total_seconds()
+    assert since_promotion <= 30, f"served {since_promotion:.1f} s after the promotion"
+    assert env.bot.models.version.number == 2 and env.bot.service.adapter_version == "v2"
+    assert any("Now serving adapter version 2 (v2), made active outside the bot" in r.getMessage()
+               for r in caplog.records)
+    print(f"served {waited:.1f} s after `modbot retrain` exited, {since_promotion:.1f} s after the promotion")
+
     await server.member.send(server.general, "vermin from the shell 1")
     assert "adapter v2" in {f.name: f.value for f in server.cards()[-1].embeds[0].fields}["Model"]
+    result = await server.admin.slash(server.general, "mod model")
+    fields = {f.name: f.value for f in result.response.embeds[0].fields}
+    assert fields["Serving"].endswith("adapter v2") and "Active: version 2 (v2)" in fields
 
 
 async def test_an_administrator_of_another_server_cannot_change_the_shared_model(env, server, settings, tmp_path):

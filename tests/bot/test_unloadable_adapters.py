@@ -42,13 +42,16 @@ def damage(weights, how: str) -> bytes:
     return original
 
 
-async def make_active_copy(db, settings, name: str = "v2") -> storage.AdapterVersion:
-    """What a promotion from the shell leaves: version 2, a copy of version 1 named ``name``, active."""
+async def make_active_copy(db, settings, name: str = "v2", damaged: str | None = None) -> storage.AdapterVersion:
+    """What a promotion from the shell leaves: version 2, a copy of version 1 named ``name``, active; its weights
+    damaged first (see damage) when ``damaged`` says how."""
     version = await storage.start_job(db, model=settings.model.model, adapter_dir=settings.adapter_dir.resolve(),
                                       parent=1, origin="shell", started_by=None, now=datetime.now(UTC))
     shutil.copytree(settings.adapter_dir / "v1", version.path)
     meta = version.path / "modbot_adapter.json"
     meta.write_text(json.dumps({**json.loads(meta.read_text()), "version": name}))
+    if damaged is not None:
+        damage(read_adapter(version.path).weights_file, damaged)
     return await storage.activate_version(db, version.number, now=datetime.now(UTC))
 
 
@@ -63,9 +66,10 @@ def card_model(server) -> str:
 @pytest.mark.parametrize("how", ["truncated", "garbage", "missing"])
 async def test_an_active_version_that_cannot_be_loaded_gives_way_to_the_last_good_one_at_start(
         env, server, settings, caplog, how):
-    v2 = await make_active_copy(env.bot.db, settings)
-    weights = read_adapter(v2.path).weights_file
-    damage(weights, how)
+    # The bot is down while the shell promotes (a running bot serves a promotion within seconds: the next tests)
+    env.bot.models.stop_watching()
+    weights = read_adapter(settings.adapter_dir / "v1").weights_file
+    v2 = await make_active_copy(env.bot.db, settings, damaged=how)
 
     caplog.set_level(logging.INFO, logger="bot")
     old = env.bot
@@ -98,14 +102,19 @@ async def test_an_active_version_that_cannot_be_loaded_gives_way_to_the_last_goo
 
 async def test_a_version_promoted_from_the_shell_that_cannot_be_loaded_is_marked_and_the_bot_keeps_serving(
         env, server, settings, caplog):
-    v2 = await make_active_copy(env.bot.db, settings)
-    damage(read_adapter(v2.path).weights_file, "truncated")
     caplog.set_level(logging.INFO, logger="bot")
+    v2 = await make_active_copy(env.bot.db, settings, damaged="truncated")
 
-    result = await server.admin.slash(server.general, "mod model")  # the bot looks at the registry
-    assert env.bot.service.adapter_version == "first"
-    assert (await storage.get_version(env.bot.db, 2)).status == "failed" and v2.path.is_dir()
+    # No command: the registry watcher sees the promotion, the backend refuses the adapter
+    deadline = time.perf_counter() + 30
+    while (await storage.get_version(env.bot.db, 2)).status != "failed":
+        assert time.perf_counter() < deadline, "the bot did not look at the promoted version within 30 s"
+        await asyncio.sleep(0.1)
+    await env.settle()
+    assert env.bot.service.adapter_version == "first" and env.bot.models.version.number == 1
+    assert v2.path.is_dir()
     assert (await storage.active_version(env.bot.db)).number == 1  # the registry says what is served
+    result = await server.admin.slash(server.general, "mod model")
     fields = model_fields(result)
     assert "Active: version 1 (first)" in fields and fields["Could not be loaded"].startswith("**v2**: ")
     assert any(r.levelno == logging.ERROR and "Adapter version 2 (v2) cannot be loaded" in r.getMessage()
