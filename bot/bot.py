@@ -14,7 +14,7 @@ from discord.ext import commands
 
 from model import InferenceBackend
 
-from . import storage
+from . import lease, storage
 from .model_manager import ModelManager
 from .service import ClassificationService
 from .settings import Settings
@@ -53,11 +53,16 @@ class ModBot(commands.Bot):
         # The bot never joins voice: discord.py's warnings about missing voice libraries are noise.
         discord.VoiceClient.warn_nacl = False
         discord.VoiceClient.warn_dave = False
+        sharding = {}
+        if settings.sharded:  # ShardedModBot: this process runs these shards of the application
+            sharding = {"shard_count": settings.shard_count,
+                        "shard_ids": list(settings.shard_ids) if settings.shard_ids is not None else None}
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=intents(),
             help_command=None,
             allowed_mentions=discord.AllowedMentions.none(),
+            **sharding,
         )
         self.settings = settings
         self._given_backend = backend
@@ -68,6 +73,8 @@ class ModBot(commands.Bot):
         self._handlers: set[asyncio.Task] = set()  # tasks handling a message (see handling_message)
         self._closing = asyncio.Lock()
         self.tree.on_error = self.on_app_command_error
+        # With several processes, the one holding this lease runs the scheduled jobs (bot.lease).
+        self.scheduler = lease.SchedulerLease(self) if settings.sharded else None
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -88,11 +95,25 @@ class ModBot(commands.Bot):
             raise RuntimeError("the classification service is started in setup_hook")
         return self._service
 
+    @property
+    def runs_scheduled_jobs(self) -> bool:
+        """Whether this process runs retention, the retraining schedule and orphaned jobs' clean-up now."""
+        return self.scheduler is None or self.scheduler.held
+
+    def owns_guild(self, guild_id: int) -> bool:
+        """Whether this process runs the shard that ``guild_id`` belongs to (Discord's shard formula)."""
+        settings = self.settings
+        if settings.shard_count is None or settings.shard_ids is None:
+            return True
+        return (guild_id >> 22) % settings.shard_count in settings.shard_ids
+
     async def setup_hook(self) -> None:
         # discord.py runs this at every login; a second login of the same client (a retry after a failed
         # connect, a re-login) keeps what the first one set up instead of opening, starting and loading twice.
         if self._db is None:
             self._db = await storage.open_database(self.settings.db_path)
+        if self.scheduler is not None:
+            await self.scheduler.start()  # before the cogs load: they ask whether they schedule
         if self._service is None:
             self._service = await self._start_service()
         self.failed_extensions.clear()
@@ -180,6 +201,11 @@ class ModBot(commands.Bot):
                 if self._models is not None:
                     await self._models.close()
                     self._models = None
+                if self.scheduler is not None and self._db is not None:
+                    try:
+                        await self.scheduler.stop()
+                    except Exception:  # it expires by itself within a minute
+                        log.warning("Could not give up the scheduler lease", exc_info=True)
                 if self._db is not None:
                     await self._db.close()
                     self._db = None
@@ -199,7 +225,13 @@ class ModBot(commands.Bot):
                         "the next start classifies them", unfinished, SHUTDOWN_DRAIN_SECONDS)
 
 
+class ShardedModBot(ModBot, commands.AutoShardedBot):
+    """The bot as one of several processes of one application: MODBOT_SHARD_COUNT shards in all, this process
+    running MODBOT_SHARD_IDS (or all of them), each shard its own gateway connection."""
+
+
 def create_bot(settings: Settings, *, backend: InferenceBackend | None = None) -> ModBot:
     """Build the whole bot without connecting. ``backend``: an already loaded model (tests, the demo); by default
     the model manager creates one from the settings at start-up."""
-    return ModBot(settings, backend=backend)
+    cls = ShardedModBot if settings.sharded else ModBot
+    return cls(settings, backend=backend)

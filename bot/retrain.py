@@ -150,13 +150,16 @@ def _short(metrics: dict | None) -> dict | None:
 
 
 async def fail_stale_jobs(conn: aiosqlite.Connection, settings: Settings) -> list[storage.AdapterVersion]:
-    """A job left ``training`` by a bot that died is marked failed (a live `modbot retrain` job is left alone)."""
+    """A job left ``training`` by a bot that died is marked failed (a live `modbot retrain` job is left alone,
+    and so is a job that another live bot process launched and follows: see MODBOT_SHARD_IDS)."""
     job = await storage.running_job(conn)
     if job is None:
         return []
     alive = job.pid is not None and _job_process_alive(job)
     if job.origin == "shell" and (alive or job.pid is None):
         return []  # a live `modbot retrain`, or a job prepared for another machine (`--prepare`)
+    if alive and _followed_by_another_bot(job.pid, settings.db_path):
+        return []
     if alive:
         _signal_job(job.pid, signal.SIGKILL)
     reason = ("the bot stopped while the job was running" if job.origin != "shell"
@@ -165,6 +168,34 @@ async def fail_stale_jobs(conn: aiosqlite.Connection, settings: Settings) -> lis
     failed = await storage.finish_job(conn, job.number, status="failed", reason=reason, now=_now(), keep_path=False)
     log.warning("Retraining job for version %d was marked failed: %s", job.number, reason)
     return [failed]
+
+
+def _followed_by_another_bot(pid: int, db_path: Path) -> bool:
+    """Whether the job ``pid`` was launched by another process that still runs a bot on this database.
+
+    The process that launches a job is its parent and follows it; when that process dies, the job is given
+    to init (or a subreaper), which has no modbot database open. Linux (/proc) only: elsewhere, False.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        parent = int(stat.rsplit(")", 1)[1].split()[1])  # the name in parentheses may hold spaces
+    except (OSError, ValueError, IndexError):
+        return False
+    if parent in (0, 1, os.getpid()):
+        return False
+    try:
+        database = db_path.resolve()
+        fds = Path(f"/proc/{parent}/fd")
+        return any(_link(fd) == database for fd in fds.iterdir())
+    except OSError:
+        return False
+
+
+def _link(fd: Path) -> Path | None:
+    try:
+        return Path(os.readlink(fd))
+    except OSError:
+        return None
 
 
 def _job_process_alive(job: storage.AdapterVersion) -> bool:

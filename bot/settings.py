@@ -47,6 +47,9 @@ class Settings:
     # The model is shared by every server: only its owner changes it (see bot.checks).
     owner_ids: frozenset[int] = frozenset()  # besides the application's owner or team
     training_guilds: frozenset[int] | None = None  # servers whose corrections train the model; None: all
+    # Several processes of one application (the README's "Scaling out"); both None: one process, no sharding.
+    shard_count: int | None = None  # the application's shards, across all its processes
+    shard_ids: tuple[int, ...] | None = None  # the shards this process runs; None: all of them
 
     def __post_init__(self) -> None:
         if self.retention_days < 1:
@@ -67,6 +70,20 @@ class Settings:
             raise SettingsError("MODBOT_RETRAIN_EVERY is too short: use at least 1m (for example 12h or 7d).")
         if self.retrain_threads is not None and self.retrain_threads < 1:
             raise SettingsError(f"MODBOT_RETRAIN_THREADS={self.retrain_threads} is not valid: use 1 or more.")
+        if self.shard_ids is not None and self.shard_count is None:
+            raise SettingsError("MODBOT_SHARD_IDS needs MODBOT_SHARD_COUNT: set the application's number of shards "
+                                "(the same in every process), or unset both to run one process without sharding.")
+        if self.shard_count is not None and self.shard_count < 1:
+            raise SettingsError(f"MODBOT_SHARD_COUNT={self.shard_count} is not valid: use a whole number, 1 or more.")
+        if self.shard_ids is not None:
+            outside = sorted(i for i in self.shard_ids if not 0 <= i < self.shard_count)
+            if outside:
+                raise SettingsError(
+                    f"MODBOT_SHARD_IDS: shard {outside[0]} does not exist: with MODBOT_SHARD_COUNT={self.shard_count} "
+                    f"the shards are 0 to {self.shard_count - 1}."
+                )
+            if not self.shard_ids or len(set(self.shard_ids)) != len(self.shard_ids):
+                raise SettingsError("MODBOT_SHARD_IDS: give each shard once, for example 0,1 or 0-3.")
         if self.log_level not in LOG_LEVELS:
             raise SettingsError(f"MODBOT_LOG_LEVEL={self.log_level!r} is not valid: use one of {', '.join(LOG_LEVELS)}.")
 
@@ -99,7 +116,14 @@ class Settings:
             retrain_options=parse_options(env.get("MODBOT_RETRAIN_OPTIONS", ""), "MODBOT_RETRAIN_OPTIONS"),
             owner_ids=_id_list(env, "MODBOT_OWNER_IDS", "user"),
             training_guilds=_training_guilds(env),
+            shard_count=_shard_count(env),
+            shard_ids=_shard_ids(env),
         )
+
+    @property
+    def sharded(self) -> bool:
+        """Whether this is one of several processes (or shards) of the application: MODBOT_SHARD_COUNT is set."""
+        return self.shard_count is not None
 
     def require_token(self) -> str:
         if not self.token:
@@ -199,6 +223,39 @@ def _training_guilds(env: Mapping[str, str]) -> frozenset[int] | None:
     if env.get("MODBOT_TRAINING_GUILDS", "").strip().lower() in ("", "all"):
         return None
     return _id_list(env, "MODBOT_TRAINING_GUILDS", "server")
+
+
+def _shard_count(env: Mapping[str, str]) -> int | None:
+    """MODBOT_SHARD_COUNT: None (one process, no sharding) when empty."""
+    raw = env.get("MODBOT_SHARD_COUNT", "").strip()
+    if not raw:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise SettingsError(f"MODBOT_SHARD_COUNT={raw!r} is not a whole number: give the application's number of "
+                            "shards (the same in every process), or leave it empty for one process.") from None
+
+
+def _shard_ids(env: Mapping[str, str]) -> tuple[int, ...] | None:
+    """MODBOT_SHARD_IDS: shard numbers and ranges separated by commas ("0,1", "4-7"); None when empty."""
+    raw = env.get("MODBOT_SHARD_IDS", "").strip()
+    if not raw:
+        return None
+    ids: list[int] = []
+    for part in raw.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        first, dash, last = part.partition("-")
+        if not first.strip().isdigit() or (dash and not last.strip().isdigit()):
+            raise SettingsError(f"MODBOT_SHARD_IDS: {part!r} is not a shard number: give numbers or ranges separated "
+                                "by commas, for example 0,1 or 0-3.")
+        start, end = int(first), int(last) if dash else int(first)
+        if end < start:
+            raise SettingsError(f"MODBOT_SHARD_IDS: the range {part!r} is backwards: write the lower shard first.")
+        ids.extend(range(start, end + 1))
+    return tuple(ids)
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:

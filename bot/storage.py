@@ -1279,3 +1279,75 @@ async def read_active_version(path: Path | str) -> AdapterVersion | None:
     except sqlite3.DatabaseError as exc:
         raise StorageError(f"{path} is not a modbot database ({exc}).") from None
     return AdapterVersion.from_row(rows[0]) if rows else None
+
+
+# --------------------------------------------------------------------------- several bot processes
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Who holds a named lease (the 'scheduler': the process that runs the scheduled jobs) and until when."""
+
+    name: str
+    holder: str
+    acquired_at: datetime
+    renewed_at: datetime
+    expires_at: datetime
+
+
+async def take_lease(conn: aiosqlite.Connection, name: str, holder: str, *, now: datetime,
+                     expires_at: datetime) -> bool:
+    """Take the lease ``name`` for ``holder`` until ``expires_at``, or renew it; False if another holds it.
+
+    It is taken when nobody holds it, when its holder's time ran out (``expires_at <= now``: it died or
+    hangs), or renewed when ``holder`` holds it already. One statement: SQLite's write lock makes the
+    check and the write one step, so two processes cannot both take it.
+    """
+    rows = await _write_returning(
+        conn,
+        "INSERT INTO leases (name, holder, acquired_at, renewed_at, expires_at) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, renewed_at = excluded.renewed_at,"
+        " expires_at = excluded.expires_at,"
+        " acquired_at = CASE WHEN leases.holder = excluded.holder THEN leases.acquired_at"
+        "                    ELSE excluded.acquired_at END"
+        " WHERE leases.holder = excluded.holder OR leases.expires_at <= excluded.renewed_at"
+        " RETURNING holder",
+        (name, holder, _ts(now), _ts(now), _ts(expires_at)),
+    )
+    return bool(rows)
+
+
+async def release_lease(conn: aiosqlite.Connection, name: str, holder: str) -> bool:
+    """Give the lease up (a clean stop), so another process takes it at its next try; False if not held."""
+    cursor = await _write(conn, "DELETE FROM leases WHERE name = ? AND holder = ?", (name, holder))
+    return cursor.rowcount == 1
+
+
+async def get_lease(conn: aiosqlite.Connection, name: str) -> Lease | None:
+    row = await _fetchone(conn, "SELECT * FROM leases WHERE name = ?", (name,))
+    if row is None:
+        return None
+    return Lease(name=row["name"], holder=row["holder"], acquired_at=_dt(row["acquired_at"]),
+                 renewed_at=_dt(row["renewed_at"]), expires_at=_dt(row["expires_at"]))
+
+
+async def add_card_to_refresh(conn: aiosqlite.Connection, flag: Flag, now: datetime) -> None:
+    """Leave the card of ``flag`` for the process that runs its server's shard to re-render."""
+    await _write(conn, "INSERT INTO cards_to_refresh (flag_id, guild_id, created_at) VALUES (?, ?, ?)"
+                       " ON CONFLICT (flag_id) DO NOTHING", (flag.id, flag.guild_id, _ts(now)))
+
+
+async def cards_to_refresh(conn: aiosqlite.Connection) -> list[tuple[int, int]]:
+    """(flag id, guild id) of every card left to re-render, oldest first."""
+    rows = await _fetchall(conn, "SELECT flag_id, guild_id FROM cards_to_refresh ORDER BY created_at, flag_id")
+    return [(row[0], row[1]) for row in rows]
+
+
+async def card_refreshed(conn: aiosqlite.Connection, flag_id: int) -> None:
+    await _write(conn, "DELETE FROM cards_to_refresh WHERE flag_id = ?", (flag_id,))
+
+
+async def prune_cards_to_refresh(conn: aiosqlite.Connection, cutoff: datetime) -> int:
+    """Drop rows older than ``cutoff``: their server is run by no process any more (the bot left it)."""
+    cursor = await _write(conn, "DELETE FROM cards_to_refresh WHERE created_at < ?", (_ts(cutoff),))
+    return cursor.rowcount

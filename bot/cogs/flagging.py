@@ -165,7 +165,8 @@ class Flagging(commands.Cog):
 
     async def classify_pending(self) -> None:
         """Classify the messages the last shutdown left unclassified, fetched again from Discord."""
-        pending = await storage.pending_messages(self.bot.db)
+        # With several processes, each fetches again the messages of its own shards' servers.
+        pending = [item for item in await storage.pending_messages(self.bot.db) if self.bot.owns_guild(item.guild_id)]
         if pending:
             log.info("Classifying %d messages that were still queued when the bot last stopped", len(pending))
             await asyncio.gather(*(self._classify_pending(item) for item in pending))

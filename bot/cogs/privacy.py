@@ -1,6 +1,10 @@
 """Erasure on request, the bot's side: `/mod forget` runs bot.forget, and the review cards that still quote
 erased text are rewritten, right away for `/mod forget`, at start-up and every few minutes for `modbot forget`
 (which runs beside the bot and cannot reach Discord).
+
+Every process runs this loop, for the cards it can reach: with several bot processes (MODBOT_SHARD_IDS), a card
+lives in a server that only one of them runs. The same loop re-renders the cards whose text the retention pass
+of another process erased (storage.cards_to_refresh).
 """
 
 from __future__ import annotations
@@ -43,8 +47,11 @@ class Privacy(commands.Cog):
     async def erase_cards(self) -> int:
         """Rewrite the queued cards without their text and buttons; returns how many wait for another try."""
         waiting = 0
+        some_shards = self.bot.settings.shard_ids is not None  # other processes run the other servers
         for channel_id, message_id in await storage.cards_to_erase(self.bot.db):
             channel = self.bot.get_channel(channel_id)
+            if channel is None and some_shards:
+                continue  # in a server of another process (or a channel deleted since: ids only, kept)
             if channel is not None:
                 try:
                     await channel.get_partial_message(message_id).edit(embed=cards.render_erased(), view=None)
@@ -59,6 +66,13 @@ class Privacy(commands.Cog):
                     waiting += 1
                     continue
             await storage.card_erased(self.bot.db, channel_id, message_id)
+        for flag_id, guild_id in await storage.cards_to_refresh(self.bot.db):
+            if not self.bot.owns_guild(guild_id):
+                continue
+            flag = await storage.get_flag(self.bot.db, flag_id)
+            if flag is not None:
+                await cards.refresh_card(self.bot, flag)
+            await storage.card_refreshed(self.bot.db, flag_id)
         return waiting
 
     async def forget(self, requested_by: int, *, user_id: int | None = None,

@@ -2,6 +2,10 @@
 
 Corrections keep their text: they are the training data of the next adapter. The same pass drops the ids of
 messages deleted more than a week ago, kept so that nothing arriving after a deletion stores the text again.
+
+With several bot processes, only the one holding the scheduler lease (bot.lease) runs the pass, for every
+server; the cards it cannot reach (servers of other processes' shards) are left in the database for the
+process that runs their shard, which rewrites them within five minutes (bot.cogs.privacy).
 """
 
 from __future__ import annotations
@@ -32,14 +36,23 @@ class Retention(commands.Cog):
 
     @tasks.loop(hours=24)
     async def daily(self) -> None:
+        if not self.bot.runs_scheduled_jobs:
+            log.debug("Retention: another process runs the scheduled jobs")
+            return
         try:
             await self.erase_expired()
         except Exception:  # an error must not stop the loop: it runs again tomorrow
             log.exception("Retention: erasing expired texts failed")
 
+    @commands.Cog.listener()
+    async def on_scheduler_acquired(self) -> None:
+        """Taken over from a process that stopped: run the pass now, not up to a day from now."""
+        await self.daily()
+
     async def erase_expired(self) -> list[int]:
         now = discord.utils.utcnow()
         await storage.prune_erased_messages(self.bot.db, now - timedelta(days=DELETED_IDS_DAYS))
+        await storage.prune_cards_to_refresh(self.bot.db, now - timedelta(days=DELETED_IDS_DAYS))
         cutoff = now - timedelta(days=self.bot.settings.retention_days)
         flag_ids = await storage.erase_expired_texts(self.bot.db, cutoff)
         if flag_ids:
@@ -47,8 +60,12 @@ class Retention(commands.Cog):
                      self.bot.settings.retention_days)
         for flag_id in flag_ids:
             flag = await storage.get_flag(self.bot.db, flag_id)
-            if flag is not None:
+            if flag is None:
+                continue
+            if self.bot.owns_guild(flag.guild_id):
                 await cards.refresh_card(self.bot, flag)
+            else:  # another process runs the server's shard: it rewrites the card
+                await storage.add_card_to_refresh(self.bot.db, flag, now)
         return flag_ids
 
 

@@ -78,6 +78,13 @@ class Retrain(commands.GroupCog, group_name="retrain",
             self.schedule.change_interval(seconds=min(SCHEDULE_CHECK_S, settings.retrain_every_s))
             self.schedule.start()
 
+    @commands.Cog.listener()
+    async def on_scheduler_acquired(self) -> None:
+        """Taken over from a bot process that died: its job (now nobody's) is stopped and marked failed."""
+        if self.job is None:
+            for failed in await retrain.fail_stale_jobs(self.bot.db, self.bot.settings):
+                await self._edit_status(failed)
+
     async def cog_unload(self) -> None:
         self.watch.cancel()
         self.schedule.cancel()
@@ -265,6 +272,8 @@ class Retrain(commands.GroupCog, group_name="retrain",
     # ------------------------------------------------------------------ the schedule
 
     async def maybe_schedule(self) -> None:
+        if not self.bot.runs_scheduled_jobs:
+            return  # another bot process holds the scheduler lease (bot.lease)
         every = self.bot.settings.retrain_every_s
         # a minute of slack: the loop's wake-ups are not to the microsecond, and a retrain is not either
         if (not every or self._next_scheduled is None

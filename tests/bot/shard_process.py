@@ -1,0 +1,91 @@
+"""One bot process of a sharded application, for test_shard_processes.py: the real bot (create_bot with
+MODBOT_SHARD_COUNT / MODBOT_SHARD_IDS settings, so an AutoShardedBot) and its real scheduler lease, on the
+database file given, with the keyword stand-in for the model.
+
+    python -m tests.bot.shard_process --db FILE --shard N --shards 2 --lease-s 6 [--adapter-dir DIR]
+
+SimCord's Discord lives in one process, so each shard process has its own: a server on its shard, with a
+review channel, where a member posts a hateful message (which is all a shard of the real Discord would show
+it). Virtual time follows real time, so the lease's heartbeat runs as it would in production.
+
+Prints JSON lines on stdout: {"ready": ..., "holder": ..., "guild": ..., "message": ...} once the message is
+classified, then {"scheduler": true|false} whenever this process starts or stops running the scheduled jobs.
+Logs go to stderr. SIGTERM stops it cleanly (the bot closes and gives the lease up).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+
+import discord
+import simcord
+
+from bot import Settings, create_bot, storage
+from bot.lease import SchedulerLease
+from model import ModelSettings
+
+from .conftest import HATE_WORD, KeywordClassifier
+
+
+def say(**fields) -> None:
+    print(json.dumps(fields), flush=True)
+
+
+async def main(args: argparse.Namespace) -> None:
+    settings = Settings(db_path=Path(args.db), adapter_dir=Path(args.adapter_dir), batch_wait_ms=2,
+                        model=ModelSettings(use_default_adapter=False), sync_commands=True,
+                        shard_count=args.shards, shard_ids=(args.shard,), log_level="INFO")
+    bot = create_bot(settings, backend=KeywordClassifier())
+    bot.scheduler = SchedulerLease(bot, period_s=args.lease_s)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    async with simcord.run(bot) as env:
+        for n in range(10 * args.shard):  # the two simulated Discords count ids alike: keep the processes' apart
+            env.create_user(f"filler {n}")
+        guild = env.create_guild(f"shard {args.shard}", shard_id=args.shard)
+        general = guild.create_text_channel("general")
+        modlog = guild.create_text_channel("mod-log")
+        admin = guild.add_member(env.create_user("alice"), roles=[
+            guild.create_role("Admins", permissions=discord.Permissions(manage_guild=True, manage_messages=True))])
+        member = guild.add_member(env.create_user("bob"))
+        await admin.slash(general, "mod setup", review_channel=modlog)
+        message = await member.send(general, f"{HATE_WORD} on shard {args.shard}")
+        stored = await storage.latest_prediction(bot.db, message.id)
+        say(ready=True, holder=bot.scheduler.holder, guild=guild.id, message=message.id,
+            label=stored.label if stored else None, cards=len([m for m in modlog.history() if m.embeds]),
+            shards=sorted(bot.shards))
+        held = bot.runs_scheduled_jobs
+        say(scheduler=held)
+        last = time.monotonic()
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=0.2)
+            except TimeoutError:
+                pass
+            now = time.monotonic()
+            await env.advance_time(now - last)  # the bot's clock follows the real one
+            last = now
+            if bot.runs_scheduled_jobs != held:
+                held = bot.runs_scheduled_jobs
+                say(scheduler=held)
+    await bot.close()  # as `modbot run` does on SIGTERM: among the rest, it gives the lease up
+    say(stopped=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--db", required=True)
+    parser.add_argument("--adapter-dir", default="adapters")
+    parser.add_argument("--shard", type=int, required=True)
+    parser.add_argument("--shards", type=int, default=2)
+    parser.add_argument("--lease-s", type=float, default=6.0)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
+    asyncio.run(main(parser.parse_args()))
