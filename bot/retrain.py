@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 # `modbot train --test-per-class` writes (the shipped adapter has one): annotators' labels, never trained on.
 GOLD_FILES = ("val.jsonl", "val.csv", "gold.jsonl", "gold.csv", "test.jsonl")
 CANCEL_GRACE_S = 30.0  # after SIGTERM, how long a job may take to stop before it is killed
+CANCEL_REQUEST = "cancel-requested"  # in the job's directory, from another bot process: see request_cancel
 # What stays in the directory of a job that kept no adapter (cancelled, failed, interrupted): its spec, progress,
 # result and log hold paths, phases, counts, figures and errors, never message text. Everything else there is
 # the job's data (the exported corrections, its splits, the gold set, a soup member with its train.jsonl).
@@ -328,6 +329,18 @@ class Job:
 
     def kill(self) -> None:
         _signal_job(self.process.pid, signal.SIGKILL)
+
+    @property
+    def cancel_requested(self) -> bool:
+        """Whether another bot process asked for it to be cancelled (:func:`request_cancel`)."""
+        return (self.spec.job_dir / CANCEL_REQUEST).exists()
+
+
+def request_cancel(job_dir: Path | str) -> None:
+    """Ask the bot process that launched a job, and follows it, to cancel it: with several bot processes
+    (MODBOT_SHARD_IDS), `/retrain cancel` may reach another one. That process's watch loop sees the file
+    within a few seconds and cancels the job as its own command would."""
+    (Path(job_dir) / CANCEL_REQUEST).touch(mode=0o600)
 
 
 async def check_start(conn: aiosqlite.Connection, settings: Settings, *, force: bool) -> tuple[storage.AdapterVersion, int]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import copy
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from .config import INFERENCE_PRECISIONS, ModelSettings
@@ -42,7 +43,8 @@ class Classifier:
         self.max_windows = max_windows
         self.inference = inference
         self._max_message_tokens = max_message_tokens
-        self._lock = threading.Lock()
+        # Reentrant: LocalBackend holds it across a whole adapter swap and calls set_model inside it.
+        self._lock = threading.RLock()
         self._serving: _Serving | None = None
         self._use(loaded)
 
@@ -56,6 +58,31 @@ class Classifier:
         with self._lock:
             self._release()
             self._use(loaded)
+
+    @contextmanager
+    def between_batches(self) -> Iterator[None]:
+        """Hold classification off while the caller changes what is served: a batch sees the old or the new.
+
+        Reentrant, so ``set_model``, ``release_serving`` and ``prepare_serving`` may be called inside it.
+        """
+        with self._lock:
+            yield
+
+    def release_serving(self) -> None:
+        """Drop the serving copy now (its memory with it); the next batch, or ``prepare_serving``, builds it again."""
+        with self._lock:
+            self._release()
+
+    def prepare_serving(self) -> None:
+        """Build the serving copy for the current model now, so that the next batch does not wait for it."""
+        with self._lock:
+            self._serving_for_current_model()
+
+    @property
+    def serves_in_place(self) -> bool:
+        """Whether batches run on the loaded model itself (merged in place, or quantised), not on a serving copy."""
+        with self._lock:
+            return self._serving is not None and self._serving.model is self.loaded.model
 
     def _use(self, loaded: LoadedModel) -> None:
         self.loaded = loaded

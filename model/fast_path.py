@@ -181,10 +181,15 @@ def can_pack_linears() -> bool:
 
 def pack_linears(module: nn.Module) -> int:
     """Replace every fp32 ``nn.Linear`` on the CPU inside ``module`` by a PackedLinear; returns how many."""
+    def packable(child: nn.Module) -> bool:
+        return type(child) is nn.Linear and child.weight.dtype == torch.float32 and child.weight.device.type == "cpu"
+
+    # Hold on to the parents only, and to each name rather than its layer: every replaced layer is then
+    # freed as soon as its packed copy is in place, so packing needs one layer's weights more, not a model's.
+    parents = [parent for parent in module.modules() if any(packable(child) for child in parent.children())]
     count = 0
-    for parent in list(module.modules()):
-        for name, child in list(parent.named_children()):
-            if type(child) is nn.Linear and child.weight.dtype == torch.float32 and child.weight.device.type == "cpu":
-                setattr(parent, name, PackedLinear(child))
-                count += 1
+    for parent in parents:
+        for name in [name for name, child in parent.named_children() if packable(child)]:
+            setattr(parent, name, PackedLinear(getattr(parent, name)))
+            count += 1
     return count

@@ -183,22 +183,33 @@ def attach_adapter(loaded: LoadedModel, adapter_dir: Path | str) -> LoadedModel:
         try:
             unexpected = model.load_state_dict(state, strict=False).unexpected_keys
         except RuntimeError as exc:  # a tensor of another shape
-            raise AdapterError(f"Adapter {info.path} does not fit this model ({brief(exc)}). "
-                               "Retrain or restore it.") from None
+            raise adapter_misfit(info, brief(exc)) from None
         if unexpected:
-            raise AdapterError(f"Adapter {info.path} holds parameters this model lacks: {unexpected[:3]}.")
+            raise adapter_lacks(info, unexpected)
     elif info.strategy != "few-shot":
         from peft import PeftModel
 
         try:
             model = PeftModel.from_pretrained(model, str(info.path), is_trainable=False)
         except Exception as exc:
-            raise AdapterError(f"Adapter {info.path} could not be loaded ({brief(exc)}). "
-                               "Retrain or restore it.") from None
+            raise adapter_unloadable(info, exc) from None
         model.eval()
     log.info("attached adapter %s (%s) from %s", info.version, info.strategy, info.path)
     return LoadedModel(model, loaded.tokenizer, loaded.model_name, loaded.device, loaded.quantization,
                        loaded.fingerprint, info)
+
+
+# The sentences for an adapter that passed read_adapter but cannot be put on the model (LocalBackend's too).
+def adapter_unloadable(info: AdapterInfo, exc: BaseException) -> AdapterError:
+    return AdapterError(f"Adapter {info.path} could not be loaded ({brief(exc)}). Retrain or restore it.")
+
+
+def adapter_misfit(info: AdapterInfo, why: str) -> AdapterError:
+    return AdapterError(f"Adapter {info.path} does not fit this model ({why}). Retrain or restore it.")
+
+
+def adapter_lacks(info: AdapterInfo, names: list[str]) -> AdapterError:
+    return AdapterError(f"Adapter {info.path} holds parameters this model lacks: {names[:3]}.")
 
 
 def default_adapter_dir(settings: ModelSettings) -> Path | None:

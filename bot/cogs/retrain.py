@@ -162,6 +162,14 @@ class Retrain(commands.GroupCog, group_name="retrain",
                 f"Version {running.number} (prepared for another machine) is cancelled: `modbot retrain --finish` "
                 "will refuse its result, and the active version keeps serving.", ephemeral=True)
             return
+        if (self.bot.settings.sharded and running.origin != "shell" and running.job_dir is not None
+                and (self.job is None or self.job.number != running.number)):
+            # Another bot process of this application (MODBOT_SHARD_IDS) started it and follows it.
+            retrain.request_cancel(running.job_dir)
+            await interaction.response.send_message(
+                f"Cancelling the job for version {running.number}: the bot process that runs it stops it within a few "
+                "seconds, its files are removed and the active version keeps serving.", ephemeral=True)
+            return
         if self.job is None or self.job.number != running.number:
             await interaction.response.send_message(
                 f"Version {running.number} is being trained by `modbot retrain` on the bot's machine, not by the "
@@ -218,6 +226,8 @@ class Retrain(commands.GroupCog, group_name="retrain",
             for line in passed:
                 self._last_phase = line.get("phase")
                 await self._edit_status(replace(version, phase=line.get("phase"), progress=line))
+        if job.cancel_requested_at is None and job.cancel_requested:  # /retrain cancel in another bot process
+            job.cancel()
         job.enforce_cancel()
         end = retrain.outcome(job)
         if end is None:

@@ -639,3 +639,15 @@ def test_corrections_from_servers_outside_modbot_training_guilds_do_not_train_th
     exported = [json.loads(line) for line in (tmp_path / "job" / "corrections.jsonl").read_text().splitlines()]
     assert {row["guild_id"] for row in exported} == {1} and sorted(r["text"] for r in exported) == sorted(
         e["text"] for e in trained)
+
+
+@SLOW_JOB
+async def test_a_cancel_asked_by_another_bot_process_stops_the_job_in_the_process_that_runs_it(env, server):
+    number = await start_slow_job(env, server)
+    running = await storage.running_job(env.bot.db)
+    # What /retrain cancel does in a bot process that did not start the job (several processes, MODBOT_SHARD_IDS).
+    retrain.request_cancel(running.job_dir)
+    version = await wait_until(env, lambda: job_ended(env, number), "the job to stop")
+    assert version.status == "cancelled" and version.path is None
+    assert (await storage.active_version(env.bot.db)).number == 1 and env.bot.service.adapter_version == "first"
+    assert "cancelled: nothing changed" in status_message(server).embeds[0].description
