@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "bot.commands.augment",
     "bot.commands.backup",
     "bot.commands.forget",
+    "bot.commands.serve",
 )
 
 

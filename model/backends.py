@@ -11,11 +11,16 @@ from .config import ModelSettings
 
 
 def create_backend(settings: ModelSettings) -> InferenceBackend:
-    """The backend that serves ``settings``' model: today the base model loaded once in this process.
+    """The backend that serves ``settings``' model, as MODBOT_BACKEND chooses: ``local``, the base model loaded
+    once in this process; ``ray``, the Ray Serve application MODBOT_RAY_APP at RAY_ADDRESS (`modbot serve`),
+    reached by a thin client that loads no model.
 
-    Another kind of backend (MODBOT_BACKEND=ray, a Ray Serve application) is chosen here, by the setting
-    that names it; every caller goes through this function, so none of them changes when one is added.
+    Every caller goes through this function, so none of them changes when a backend is added.
     """
+    if settings.backend == "ray":
+        from .ray_backend import RayBackend
+
+        return RayBackend.from_settings(settings)
     from .local_backend import LocalBackend
 
     return LocalBackend.from_settings(settings)

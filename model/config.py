@@ -22,6 +22,9 @@ QUANTIZATIONS = ("auto", "8bit", "4bit", "none")
 # layers packed for oneDNN on the CPU where that applies (same results, faster), fp32 = as loaded, bf16 = a
 # bfloat16 copy (faster still on CPUs with bf16 instructions, probabilities move by ~0.01).
 INFERENCE_PRECISIONS = ("auto", "fp32", "bf16")
+# Where the model runs: local = in this process; ray = in the Ray Serve application `modbot serve` deployed.
+BACKENDS = ("local", "ray")
+DEFAULT_RAY_APP = "modbot"
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
@@ -52,6 +55,9 @@ class ModelSettings:
     batch_size: int = 16
     inference: str = "auto"
     max_windows: int = 64  # a long message is read in at most this many windows (model.prompt)
+    backend: str = "local"
+    ray_address: str | None = None  # None: the Ray instance started on this machine
+    ray_app: str = DEFAULT_RAY_APP
 
     def __post_init__(self) -> None:
         if not self.model.strip():
@@ -66,6 +72,11 @@ class ModelSettings:
             raise ModelError(
                 f"MODBOT_INFERENCE={self.inference!r} is not valid: use one of {', '.join(INFERENCE_PRECISIONS)}."
             )
+        if self.backend not in BACKENDS:
+            raise ModelError(f"MODBOT_BACKEND={self.backend!r} is not valid: use local (the model in this process) "
+                             "or ray (the Ray Serve application of `modbot serve`).")
+        if not self.ray_app.strip():
+            raise ModelError("MODBOT_RAY_APP is empty: name the Ray Serve application (default modbot).")
         if self.batch_size < 1:
             raise ModelError(f"MODBOT_BATCH_SIZE={self.batch_size} is not valid: use a whole number of 1 or more.")
         if self.max_windows < 1:
@@ -98,6 +109,9 @@ class ModelSettings:
             batch_size=int_setting(env, "MODBOT_BATCH_SIZE", 16),
             inference=env.get("MODBOT_INFERENCE", "").strip().lower() or "auto",
             max_windows=int_setting(env, "MODBOT_MAX_WINDOWS", 64),
+            backend=env.get("MODBOT_BACKEND", "").strip().lower() or "local",
+            ray_address=env.get("RAY_ADDRESS", "").strip() or None,
+            ray_app=env.get("MODBOT_RAY_APP", "").strip() or DEFAULT_RAY_APP,
         )
 
 
