@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot import Settings, storage
+from bot.model_manager import ClassifierBackend
 from model import Classifier, ModelSettings
 from tests.real_model import REAL_MODEL_TIMEOUT_S
 
@@ -24,8 +25,8 @@ def settings(tmp_path, real_classifier):
 
 
 @pytest.fixture
-def classifier(real_classifier):
-    return real_classifier
+def classifier(real_classifier, settings):
+    return ClassifierBackend(settings.model, real_classifier)  # the bot's backend: the model loaded once here
 
 
 async def test_real_model_labels_messages_and_cards_show_its_versions(env, server, real_classifier):
