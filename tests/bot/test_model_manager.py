@@ -155,3 +155,30 @@ async def test_rollback_goes_through_the_manager_and_a_broken_version_is_refused
     assert result.response.content.startswith(f"Version 2 cannot be loaded: {v2.path} is not a modbot adapter")
     assert "Traceback" not in result.response.content
     assert env.bot.models.served.adapter_version == "kw-1" and (await storage.active_version(env.bot.db)).number == 1
+
+
+async def test_a_month_of_virtual_time_wakes_the_manager_for_nothing_and_it_still_serves_a_promotion(
+        env, server, settings, monkeypatch):
+    from .test_retention import only_the_daily_loop
+
+    only_the_daily_loop(env)
+    syncs = []
+    sync = env.bot.models.sync
+
+    async def counted() -> None:
+        syncs.append(time.perf_counter())
+        await sync()
+
+    monkeypatch.setattr(env.bot.models, "sync", counted)
+    await server.member.send(server.general, f"{HATE_WORD} before the month")  # the bot's own writes too
+    started = time.perf_counter()
+    await env.advance_time(29 * 86400)
+    assert syncs == [] and time.perf_counter() - started < 60  # no loop of the manager's was stepped through
+
+    await promote_elsewhere(settings, "kw-2")
+
+    async def served():
+        return env.bot.models.served.adapter_version == "kw-2"
+
+    await wait_until(env, served, "the promoted version served after the month")
+    assert len(syncs) == 1
