@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import signal
 import sys
 import threading
@@ -11,6 +12,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from model.errors import ModbotError
+
+# How a replica's traceback names modbot's own errors (model.errors.AdapterError: <the sentence>).
+_MODBOT_ERROR = re.compile(r"model\.errors\.\w+Error: (.+)")
 
 
 def register(subparsers) -> None:
@@ -73,12 +77,15 @@ def run(args: argparse.Namespace) -> int:
     _check_resources(options)
     print(f"modbot: deploying {options.replicas} replica(s) of {settings.model} "
           f"({options.num_cpus:g} CPU, {options.num_gpus:g} GPU each) as {app_name!r} ...", file=sys.stderr)
+    quiet = logging.getLogger("ray.serve")  # its INFO lines are per request and replica
     try:
+        quiet.setLevel(logging.WARNING)
         serve.start(proxy_location="Disabled")
-        logging.getLogger("ray.serve").setLevel(logging.WARNING)  # its INFO lines are per request and replica
+        quiet.setLevel(logging.WARNING)  # again: starting Serve configures its logger
         serve.run(build_app(settings, options), name=app_name, route_prefix=None)
-    except Exception as exc:  # a replica that failed to start: Ray's error carries the replica's traceback
-        raise ModbotError(f"The Ray Serve application {app_name!r} could not start: {_last_line(exc)}") from None
+    except Exception as exc:  # a replica that failed to start: Ray retried it, then gave up
+        raise ModbotError(f"The Ray Serve application {app_name!r} could not start: {_replica_error(app_name, exc)}"
+                          ) from None
     info = serve.get_app_handle(app_name).describe.remote().result(timeout_s=60)
     print(f"modbot: Ray Serve application {app_name!r} serves {info['model']} with adapter "
           f"{info['default_adapter_version']}.")
@@ -143,7 +150,18 @@ def _wait_for_stop() -> None:
         pass
 
 
-def _last_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    # Ray's message ends with the replica's own error: that last line is the one that says what went wrong.
+def _replica_error(app_name: str, exc: BaseException) -> str:
+    """Why the replicas did not start: the sentence of modbot's own error in a replica, if that was it."""
+    from ray import serve
+
+    try:
+        deployments = serve.status().applications[app_name].deployments
+        messages = [deployment.message for deployment in deployments.values() if deployment.message]
+    except Exception:  # Serve itself is gone: its own error is all there is
+        messages = []
+    for message in messages + [str(exc)]:
+        ours = _MODBOT_ERROR.findall(message)
+        if ours:
+            return ours[-1].strip()
+    lines = [line.strip() for line in "\n".join(messages + [str(exc)]).splitlines() if line.strip()]
     return lines[-1] if lines else type(exc).__name__

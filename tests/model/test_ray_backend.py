@@ -199,6 +199,19 @@ def test_modbot_serve_deploys_on_a_running_cluster_and_stops(adapters, ray_app):
     assert "modbot-cli-test" not in serve.status().applications
 
 
+def test_a_replica_that_cannot_start_is_explained_by_its_own_sentence(ray_app):
+    """What `modbot serve` says when the replicas fail (checked by hand with a truncated adapter: Ray retries the
+    replica for about 40 s, too long for every test run): the sentence of modbot's error in the replica's traceback."""
+    from bot.commands.serve import _replica_error
+
+    raised = RuntimeError("Deploying application x failed.\nray::ServeReplica:x:Classifier.initialize_and_get_metadata()"
+                          "\n  File \"model/loader.py\", line 3\nmodel.errors.AdapterError: Adapter /a could not be "
+                          "loaded (invalid header length). Retrain or restore it.\n")
+    assert _replica_error("not-deployed", raised) == ("Adapter /a could not be loaded (invalid header length). "
+                                                      "Retrain or restore it.")
+    assert _replica_error("not-deployed", RuntimeError("Serve: boom\nthe last line")) == "the last line"
+
+
 @pytest.mark.parametrize(("env", "says"), [
     ({"RAY_ADDRESS": "127.0.0.1:1"}, "Ray is not reachable at RAY_ADDRESS=127.0.0.1:1"),
     ({"RAY_ADDRESS": "nowhere"}, "is not an address"),
