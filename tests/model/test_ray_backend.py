@@ -133,6 +133,16 @@ def test_a_bad_adapter_is_refused_and_the_previous_version_keeps_serving(adapter
     assert_same(client.classify(MESSAGES), in_process(settings, first))
 
 
+def test_a_replica_that_cannot_load_the_version_a_message_asks_for_says_why(adapters, client):
+    """As when one replica reads the adapter and another cannot (a node without the shared directory)."""
+    settings, first, _, corrupt = adapters
+    response = client._handle_for(str(corrupt.resolve())).classify.remote("hello")
+    with pytest.raises(AdapterError, match="could not be loaded") as raised:
+        client._call(response)
+    assert "Traceback" not in str(raised.value) and "ray::" not in str(raised.value)
+    assert_same(client.classify(MESSAGES), in_process(settings, first))
+
+
 def test_an_application_that_does_not_exist_is_named(ray_app):
     with pytest.raises(ModelError, match="No Ray Serve application named 'not-deployed'.*modbot serve"):
         RayBackend(app_name="not-deployed")
