@@ -74,14 +74,14 @@ def run(args: argparse.Namespace) -> int:
         print("modbot: starting a Ray instance on this machine ...", file=sys.stderr)
         ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
         address = ray.get_runtime_context().gcs_address
-    _check_resources(options)
+    quiet = logging.getLogger("ray.serve")  # its INFO lines are per request and replica
+    quiet.setLevel(logging.WARNING)
+    serve.start(proxy_location="Disabled")
+    quiet.setLevel(logging.WARNING)  # again: starting Serve configures its logger
+    _check_resources(options, app_name)
     print(f"modbot: deploying {options.replicas} replica(s) of {settings.model} "
           f"({options.num_cpus:g} CPU, {options.num_gpus:g} GPU each) as {app_name!r} ...", file=sys.stderr)
-    quiet = logging.getLogger("ray.serve")  # its INFO lines are per request and replica
     try:
-        quiet.setLevel(logging.WARNING)
-        serve.start(proxy_location="Disabled")
-        quiet.setLevel(logging.WARNING)  # again: starting Serve configures its logger
         serve.run(build_app(settings, options), name=app_name, route_prefix=None)
     except Exception as exc:  # a replica that failed to start: Ray retried it, then gave up
         raise ModbotError(f"The Ray Serve application {app_name!r} could not start: {_replica_error(app_name, exc)}"
@@ -113,16 +113,25 @@ def _for_replicas(settings):
     return replace(settings, cache_dir=Path(settings.cache_dir).expanduser().resolve())
 
 
-def _check_resources(options) -> None:
+def _check_resources(options, app_name: str) -> None:
+    """Refuse replicas the cluster cannot place: Serve would wait for them without end."""
     import ray
+    from ray import serve
 
-    available = ray.cluster_resources()
+    total, free = ray.cluster_resources(), ray.available_resources()
+    # Replacing a running application frees what its replicas hold; a new one gets only what is free.
+    new = app_name not in serve.status().applications
     for name, each in (("CPU", options.num_cpus), ("GPU", options.num_gpus)):
         needed = each * options.replicas
-        if needed > available.get(name, 0):
+        if needed > total.get(name, 0):
             raise ModbotError(f"{options.replicas} replica(s) with {each:g} {name} each need {needed:g} {name}s, "
-                              f"but the Ray cluster has {available.get(name, 0):g}: lower --replicas or "
+                              f"but the Ray cluster has {total.get(name, 0):g}: lower --replicas or "
                               f"--num-{name.lower()}s, or add nodes.")
+        if new and needed > free.get(name, 0):
+            raise ModbotError(f"{options.replicas} replica(s) with {each:g} {name} each need {needed:g} {name}s, "
+                              f"but only {free.get(name, 0):g} of the Ray cluster's {total.get(name, 0):g} are free "
+                              "(other applications or tasks hold the rest): lower --replicas or "
+                              f"--num-{name.lower()}s, or stop what holds them.")
 
 
 def _stop(address: str | None, app_name: str) -> int:

@@ -222,6 +222,23 @@ def test_a_replica_that_cannot_start_is_explained_by_its_own_sentence(ray_app):
     assert _replica_error("not-deployed", RuntimeError("Serve: boom\nthe last line")) == "the last line"
 
 
+@pytest.mark.parametrize(("options", "says"), [
+    (["--replicas", "3", "--num-cpus", "1"], "need 3 CPUs, but the Ray cluster has 2"),
+    (["--num-cpus", "1.5"], "need 1.5 CPUs, but only 1 of the Ray cluster's 2 are free"),  # the test app holds 1
+    (["--num-gpus", "1"], "need 1 GPUs, but the Ray cluster has 0"),
+])
+def test_modbot_serve_refuses_replicas_the_cluster_cannot_place(adapters, ray_app, options, says):
+    settings = adapters[0]
+    env = {"RAY_ADDRESS": ray_app, "MODBOT_MODEL": str(settings.model), "MODBOT_ADAPTER": str(settings.adapter),
+           "MODBOT_RAY_APP": "modbot-too-big"}
+    serve_cmd = "from bot.cli import main; import sys; sys.exit(main(sys.argv[1:]))"
+    result = subprocess.run([sys.executable, "-c", serve_cmd, "serve", *options], capture_output=True, text=True,
+                            timeout=120, cwd=REPO, env={**os.environ, **env})
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert says in result.stderr and "Traceback" not in result.stderr
+    assert "modbot-too-big" not in serve.status().applications
+
+
 @pytest.mark.parametrize(("env", "says"), [
     ({"RAY_ADDRESS": "127.0.0.1:1"}, "Ray is not reachable at RAY_ADDRESS=127.0.0.1:1"),
     ({"RAY_ADDRESS": "nowhere"}, "is not an address"),
