@@ -249,14 +249,40 @@ async def _wait_stored(phase: Phase, service, watcher: StoredWatcher, timeout: f
         await asyncio.sleep(0.05)
 
 
+class AsLoaded:
+    """The benchmark's Classifier as the bot's model.InferenceBackend, serving the adapter it was loaded with (the
+    benchmark's registry is new and empty: the bot never asks it for another)."""
+
+    def __init__(self, classifier) -> None:
+        self.classifier = classifier
+        self.model_name = classifier.model_name
+        self.adapter_version = classifier.adapter_version
+
+    def classify(self, texts):
+        return self.classifier.classify(texts)
+
+    def served(self):
+        from model import Served
+
+        adapter = self.classifier.loaded.adapter
+        return Served("local", self.model_name, self.adapter_version, adapter.path if adapter else None)
+
+    def serve_adapter(self, path):
+        from model import ModelError
+
+        raise ModelError("bench/bot_load.py serves the adapter it loaded, and no other")
+
+    def close(self) -> None:
+        pass
+
+
 async def drive(args, settings, classifier, texts: list[str]) -> dict:
     import discord
     import simcord
 
     from bot import create_bot
-    from bot.model_manager import ClassifierBackend
 
-    bot = create_bot(settings, backend=ClassifierBackend(settings.model, classifier))
+    bot = create_bot(settings, backend=AsLoaded(classifier))
     result: dict = {}
     try:
         async with simcord.run(bot, settle_timeout=max(300.0, 2 * args.burst)) as env:

@@ -26,14 +26,14 @@ import asyncio
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import aiosqlite
 
-from model import AdapterError, InferenceBackend, ModelError, ModelSettings, Prediction, Served
+from model import AdapterError, InferenceBackend, ModelError, ModelSettings, Served
 from model.adapter import brief, shipped_adapter
 from model.errors import ModbotError
 
@@ -61,65 +61,11 @@ def configured_adapter(settings: ModelSettings) -> Path | None:
 
 
 def create_backend(settings: ModelSettings) -> InferenceBackend:
-    """The backend the settings choose, loading the base model only (the manager chooses the adapter).
+    """The backend the settings choose (model.backends: in this process, or a Ray Serve application), with no
+    adapter yet: the manager chooses which one it serves. Blocking: call it in a worker thread."""
+    from model.backends import create_backend as create
 
-    Blocking: call it in a worker thread.
-    """
-    base_only = replace(settings, adapter=None, use_default_adapter=False)
-    try:
-        from model.backends import create_backend as create
-    except ModuleNotFoundError as exc:  # a tree without model.backends: the Classifier, one per adapter
-        if exc.name != "model.backends":
-            raise
-        return ClassifierBackend(base_only)
-    return create(base_only)
-
-
-class ClassifierBackend:
-    """model.Classifier as an InferenceBackend: each adapter served is a whole new Classifier (base included).
-
-    The way the bot served before model.backends: a swap holds two base models for a moment. The demo and the
-    benchmarks hand the bot a Classifier they loaded themselves through it.
-    """
-
-    def __init__(self, settings: ModelSettings, classifier=None) -> None:
-        self._settings = settings
-        self._classifier = classifier  # loaded on first use when not given: the base alone
-        self._lock = threading.Lock()  # one load at a time
-
-    def _current(self):
-        if self._classifier is None:
-            self.serve_adapter(None)
-        return self._classifier
-
-    @property
-    def model_name(self) -> str:
-        return self._current().model_name
-
-    @property
-    def adapter_version(self) -> str:
-        return self._current().adapter_version
-
-    def classify(self, texts: Sequence[str | None]) -> list[Prediction]:
-        return self._current().classify(texts)  # read once: a batch finishes on the classifier it started on
-
-    def serve_adapter(self, path: Path | None) -> Served:
-        from model import Classifier
-
-        with self._lock:
-            settings = replace(self._settings, adapter=Path(path) if path is not None else None,
-                               use_default_adapter=False)
-            self._classifier = Classifier.from_settings(settings)  # raises: the previous one stays
-        return self.served()
-
-    def served(self) -> Served:
-        classifier = self._current()
-        adapter = getattr(getattr(classifier, "loaded", None), "adapter", None)
-        return Served("local", classifier.model_name, classifier.adapter_version,
-                      Path(adapter.path) if adapter is not None else None)
-
-    def close(self) -> None:
-        self._classifier = None
+    return create(replace(settings, adapter=None, use_default_adapter=False))
 
 
 class RegistryWatcher:

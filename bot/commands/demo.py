@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         raise ModbotError("The demo needs SimCord: run `make setup` (or pip install 'simcord[pytest]').") from None
     from bot import Settings
-    from model import Classifier
+    from model.backends import create_backend
 
     settings = Settings.from_env()
     db_path = args.db or Path(tempfile.mkdtemp(prefix="modbot-demo-")) / "modbot-demo.sqlite3"
@@ -68,21 +68,24 @@ def run(args: argparse.Namespace) -> int:
     script = read_script()
     print("modbot demo: the real bot, built by create_bot, in a simulated Discord server (SimCord).")
     print("No token, no network.\n")
-    classifier = Classifier.from_settings(settings.model)
-    adapter = "no adapter: zero-shot" if classifier.is_zero_shot else f"adapter {classifier.adapter_version}"
-    print(f"Model: {classifier.model_name}, {adapter}\n")
-    asyncio.run(_demo(settings, classifier, script))
+    backend = create_backend(settings.model)  # the model `modbot run` serves, with the configured adapter
+    served = backend.served()
+    adapter = "no adapter: zero-shot" if served.adapter_path is None else f"adapter {served.adapter_version}"
+    print(f"Model: {served.model}, {adapter}\n")
+    try:
+        asyncio.run(_demo(settings, backend, script))
+    finally:
+        backend.close()
     return 0
 
 
-async def _demo(settings, classifier, script: list[tuple[str, str]]) -> None:
+async def _demo(settings, backend, script: list[tuple[str, str]]) -> None:
     import discord
     import simcord
 
     from bot import create_bot, storage
-    from bot.model_manager import ClassifierBackend
 
-    bot = create_bot(settings, backend=ClassifierBackend(settings.model, classifier))
+    bot = create_bot(settings, backend=backend)
     try:
         # A generous settle timeout: on a busy CPU a batch of the real model can take seconds.
         async with simcord.run(bot, settle_timeout=300) as env:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bot import Settings, storage
-from bot.model_manager import ClassifierBackend
-from model import Classifier, ModelSettings
+from model import ModelSettings
+from model.backends import create_backend
 from tests.real_model import REAL_MODEL_TIMEOUT_S
 
 # Each message goes through the real model: SimCord waits for it as long as the model may take here.
@@ -15,7 +15,10 @@ pytestmark = [pytest.mark.real_model, pytest.mark.simcord(settle_timeout=REAL_MO
 
 @pytest.fixture(scope="module")
 def real_classifier():
-    return Classifier.from_settings(ModelSettings(device="cpu", quantization="none"))
+    """The bot's backend for the default model with its shipped adapter, loaded once for the module."""
+    backend = create_backend(ModelSettings(device="cpu", quantization="none"))
+    yield backend
+    backend.close()
 
 
 @pytest.fixture
@@ -25,8 +28,8 @@ def settings(tmp_path, real_classifier):
 
 
 @pytest.fixture
-def classifier(real_classifier, settings):
-    return ClassifierBackend(settings.model, real_classifier)  # the bot's backend: the model loaded once here
+def classifier(real_classifier):
+    return real_classifier
 
 
 async def test_real_model_labels_messages_and_cards_show_its_versions(env, server, real_classifier):
