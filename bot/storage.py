@@ -288,10 +288,13 @@ async def migrate(conn: aiosqlite.Connection) -> list[int]:
         " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
     )
     done = {row[0] for row in await _fetchall(conn, "SELECT version FROM schema_migrations")}
-    pending = [(number, name, file) for number, name, file in available_migrations() if number not in done]
-    if not pending:
+    if all(number in done for number, _, _ in available_migrations()):
         return []
     async with transaction(conn):
+        # Looked at again under the write lock: another process opening the database at the same moment (several
+        # bot processes, MODBOT_SHARD_IDS) may have applied them while this one waited for it.
+        done = {row[0] for row in await _fetchall(conn, "SELECT version FROM schema_migrations")}
+        pending = [(number, name, file) for number, name, file in available_migrations() if number not in done]
         for number, name, file in pending:
             for statement in _statements(file.read_text(encoding="utf-8")):
                 try:

@@ -2,7 +2,10 @@
 MODBOT_SHARD_COUNT / MODBOT_SHARD_IDS settings, so an AutoShardedBot) and its real scheduler lease, on the
 database file given, with the keyword stand-in for the model.
 
-    python -m tests.bot.shard_process --db FILE --shard N --shards 2 --lease-s 6 [--adapter-dir DIR]
+    python -m tests.bot.shard_process --db FILE --shard N --shards 2 --lease-s 6 [--adapter-dir DIR] [--model-from-env]
+
+With --model-from-env the model is what the environment says (MODBOT_MODEL, MODBOT_BACKEND=ray, RAY_ADDRESS ...),
+as for `modbot run`, instead of the keyword stand-in.
 
 SimCord's Discord lives in one process, so each shard process has its own: a server on its shard, with a
 review channel, where a member posts a hateful message (which is all a shard of the real Discord would show
@@ -39,14 +42,16 @@ def say(**fields) -> None:
 
 
 async def main(args: argparse.Namespace) -> None:
+    model = ModelSettings.from_env() if args.model_from_env else ModelSettings(use_default_adapter=False)
     settings = Settings(db_path=Path(args.db), adapter_dir=Path(args.adapter_dir), batch_wait_ms=2,
-                        model=ModelSettings(use_default_adapter=False), sync_commands=True,
-                        shard_count=args.shards, shard_ids=(args.shard,), log_level="INFO")
-    bot = create_bot(settings, backend=KeywordClassifier())
+                        model=model, sync_commands=True, shard_count=args.shards, shard_ids=(args.shard,),
+                        log_level="INFO")
+    bot = create_bot(settings, backend=None if args.model_from_env else KeywordClassifier())
     bot.scheduler = SchedulerLease(bot, period_s=args.lease_s)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     async with simcord.run(bot) as env:
+        last = time.monotonic()  # the bot's clock is brought up to the real one after each step
         for n in range(10 * args.shard):  # the two simulated Discords count ids alike: keep the processes' apart
             env.create_user(f"filler {n}")
         guild = env.create_guild(f"shard {args.shard}", shard_id=args.shard)
@@ -60,21 +65,20 @@ async def main(args: argparse.Namespace) -> None:
         stored = await storage.latest_prediction(bot.db, message.id)
         say(ready=True, holder=bot.scheduler.holder, guild=guild.id, message=message.id,
             label=stored.label if stored else None, cards=len([m for m in modlog.history() if m.embeds]),
-            shards=sorted(bot.shards))
-        held = bot.runs_scheduled_jobs
-        say(scheduler=held)
-        last = time.monotonic()
+            shards=sorted(bot.shards), model=stored.model if stored else None,
+            adapter_version=stored.adapter_version if stored else None, torch_loaded="torch" in sys.modules)
+        held = None
         while not stop.is_set():
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=0.2)
-            except TimeoutError:
-                pass
             now = time.monotonic()
             await env.advance_time(now - last)  # the bot's clock follows the real one
             last = now
             if bot.runs_scheduled_jobs != held:
                 held = bot.runs_scheduled_jobs
                 say(scheduler=held)
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=0.2)
+            except TimeoutError:
+                pass
     await bot.close()  # as `modbot run` does on SIGTERM: among the rest, it gives the lease up
     say(stopped=True)
 
@@ -86,6 +90,7 @@ if __name__ == "__main__":
     parser.add_argument("--shard", type=int, required=True)
     parser.add_argument("--shards", type=int, default=2)
     parser.add_argument("--lease-s", type=float, default=6.0)
+    parser.add_argument("--model-from-env", action="store_true")
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
     asyncio.run(main(parser.parse_args()))

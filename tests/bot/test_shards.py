@@ -3,6 +3,7 @@ process does for its own shards' servers. (Two real processes: test_shard_proces
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -97,6 +98,19 @@ async def test_the_lease_goes_to_one_process_and_to_another_when_it_expires_or_i
     finally:
         await first.close()
         await second.close()
+
+
+async def test_processes_opening_a_new_database_at_the_same_moment_migrate_it_once(tmp_path):
+    # systemd starts modbot@0 and modbot@1 together: the second waits for the first's migrations, then has none.
+    path = tmp_path / "modbot.sqlite3"
+    connections = await asyncio.gather(*(storage.open_database(path) for _ in range(3)))
+    try:
+        every = [number for number, _, _ in storage.available_migrations()]
+        for conn in connections:
+            assert await storage.applied_migrations(conn) == every
+    finally:
+        for conn in connections:
+            await conn.close()
 
 
 # --------------------------------------------------------------------------- one shard process in SimCord
