@@ -1,6 +1,5 @@
 """Two bot processes of one sharded application against one database: both classify their shard's messages,
-exactly one runs the scheduled jobs, and the other takes over when that one is killed (kill -9); and two such
-processes classifying through one Ray Serve application that `modbot serve` deployed.
+exactly one runs the scheduled jobs, and the other takes over when that one is killed (kill -9).
 
 Each process is tests/bot/shard_process.py: the real bot with MODBOT_SHARD_COUNT=2 and its own
 MODBOT_SHARD_IDS, the real scheduler lease (a 6 s period instead of a minute), in its own SimCord.
@@ -9,7 +8,6 @@ MODBOT_SHARD_IDS, the real scheduler lease (a 6 s period instead of a minute), i
 from __future__ import annotations
 
 import json
-import os
 import queue
 import sqlite3
 import subprocess
@@ -25,14 +23,14 @@ SLACK_S = 5.0  # the loaded machine's lateness, on top of the lease's own timing
 
 
 class ShardProcess:
-    def __init__(self, tmp_path: Path, shard: int, *, env: dict | None = None) -> None:
+    def __init__(self, tmp_path: Path, shard: int) -> None:
         self.log_path = tmp_path / f"shard{shard}.log"
         with open(self.log_path, "w") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "tests.bot.shard_process", "--db", str(tmp_path / "modbot.sqlite3"),
                  "--adapter-dir", str(tmp_path / "adapters"), "--shard", str(shard), "--shards", "2",
-                 "--lease-s", str(LEASE_S), *(["--model-from-env"] if env is not None else [])],
-                cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True, env=env,
+                 "--lease-s", str(LEASE_S)],
+                cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True,
             )
         self.lines: queue.Queue[dict] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
@@ -113,48 +111,3 @@ def test_two_shard_processes_one_database_one_scheduler_and_a_takeover_when_it_i
         if second is not None:
             second.kill()
 
-
-def test_two_shard_processes_classify_through_one_ray_serve_application(tmp_path, tiny_model_dir):
-    """`modbot serve` deploys the tiny model on a local Ray instance; both shard processes are thin clients of
-    it (MODBOT_BACKEND=ray, no torch in their process), and store what it answered in the one database."""
-    env = {**os.environ, "MODBOT_MODEL": str(tiny_model_dir), "MODBOT_DEVICE": "cpu", "MODBOT_QUANTIZATION": "none",
-           "MODBOT_ADAPTER": "none", "MODBOT_CACHE_DIR": str(tmp_path / "cache"), "MODBOT_RAY_APP": "shards-test",
-           "RAY_ADDRESS": "",
-           # A test cluster on this machine alone, without Ray's token authentication: with it, the bot processes
-           # started apart were refused by the cluster `modbot serve` started (InvalidAuthToken), here with
-           # Ray's default token file and with RAY_AUTH_TOKEN given to all three alike.
-           "RAY_AUTH_MODE": "disabled"}
-    serve_log = tmp_path / "serve.log"
-    with open(serve_log, "w") as log:
-        serve = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--replicas", "1", "--num-cpus", "1"],
-                                 cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
-    shards: list[ShardProcess] = []
-    try:
-        address = None
-        for line in serve.stdout:  # ends if `modbot serve` fails
-            if "RAY_ADDRESS=" in line:
-                address = line.split("RAY_ADDRESS=", 1)[1].split()[0]
-                break
-        assert address, f"modbot serve did not start: {serve_log.read_text()}"
-        client = {**env, "MODBOT_BACKEND": "ray", "RAY_ADDRESS": address}
-        shards = [ShardProcess(tmp_path, shard, env=client) for shard in (0, 1)]
-        a, b = (shard.expect("ready", START_S * 2) for shard in shards)
-
-        assert (a["shards"], b["shards"]) == ([0], [1])
-        assert not a["torch_loaded"] and not b["torch_loaded"]  # the model runs in the Ray application only
-        assert a["model"] == b["model"] and a["adapter_version"] == b["adapter_version"]
-        assert a["label"] in ("hate", "offensive", "neutral") and b["label"] in ("hate", "offensive", "neutral")
-        with sqlite3.connect(tmp_path / "modbot.sqlite3") as conn:
-            stored = conn.execute("SELECT guild_id, message_id, model, adapter_version FROM predictions").fetchall()
-        assert sorted(stored) == sorted([(a["guild"], a["message"], a["model"], a["adapter_version"]),
-                                         (b["guild"], b["message"], b["model"], b["adapter_version"])])
-        schedulers = [shard.expect("scheduler", SLACK_S)["scheduler"] for shard in shards]
-        assert sorted(schedulers) == [False, True]  # one scheduler here too
-    finally:
-        for shard in shards:
-            shard.kill()
-        serve.terminate()  # `modbot serve` removes the application and stops Ray on SIGTERM
-        try:
-            serve.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            serve.kill()
