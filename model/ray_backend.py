@@ -140,16 +140,32 @@ def connect_ray(address: str | None) -> None:
     ModelError, in one sentence, when there is none: an address nothing listens on is found out within
     seconds, before Ray would retry it for minutes.
     """
+    if address and address != "auto":
+        _check_listening(address)
+        _use_the_clusters_token()
     import ray
 
     logging.getLogger("ray.serve").setLevel(logging.WARNING)  # its INFO lines are per request and replica
-    if address and address != "auto":
-        _check_listening(address)
     try:
         ray.init(address=address or "auto", log_to_driver=False, logging_level=logging.WARNING)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise ModelError(f"Ray is not reachable at {_where(address)} ({brief(exc)}). Start it with "
                          "`modbot serve`, and set RAY_ADDRESS to the address it prints.") from None
+
+
+def _use_the_clusters_token() -> None:
+    """Ray 2.60 clusters require a token by default (`ray.init` and `ray start` write it to ~/.ray/auth_token),
+    but a client joining a given address only sends it in token mode: without this, a bot started with
+    RAY_ADDRESS is refused with InvalidAuthToken by the cluster `modbot serve` started. Ray's own rule for a
+    new local cluster, applied to joining one: token mode when RAY_AUTH_MODE is unset and a token exists (it
+    also refreshes Ray's cached configuration, which setting the variable alone would not)."""
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # a Ray without token authentication
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
 def _check_listening(address: str, timeout_s: float = 5.0) -> None:

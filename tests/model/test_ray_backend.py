@@ -163,8 +163,11 @@ def test_a_bot_configured_for_another_model_is_told(ray_app):
 
 
 def run_python(code: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """A separate process as a bot or `modbot serve` started from another shell: without the RAY_AUTH_MODE that
+    this process's ray.init set for itself (the cluster's token is in ~/.ray/auth_token)."""
+    inherited = {key: value for key, value in os.environ.items() if key != "RAY_AUTH_MODE"}
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, cwd=REPO,
-                          env={**os.environ, **(env or {})})
+                          env={**inherited, **(env or {})})
 
 
 def test_the_bot_side_is_a_thin_client_without_torch(adapters, ray_app):
