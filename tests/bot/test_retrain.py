@@ -430,7 +430,12 @@ def test_the_job_process_is_not_given_the_discord_token(monkeypatch, tmp_path, t
 
     def popen(*args, **kwargs):
         process = real_popen(*args, **kwargs)
-        # What the job process really holds (read while it starts up: importing torch takes seconds).
+        # What the job process really holds (read while it starts up: importing torch takes seconds), once it
+        # runs the job's command: until then /proc shows the environment it was forked with, this test's.
+        deadline = time.monotonic() + 30
+        command = "\0".join(str(part) for part in args[0]).encode()
+        while not Path(f"/proc/{process.pid}/cmdline").read_bytes().startswith(command) and time.monotonic() < deadline:
+            time.sleep(0.01)
         raw = Path(f"/proc/{process.pid}/environ").read_bytes()
         seen.append(dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item))
         return process
