@@ -40,6 +40,7 @@ if str(REPO) not in sys.path:
 import model as _sets_omp_wait_policy  # noqa: E402, F401, I001  # isort: split
 import torch  # noqa: E402
 
+from bench import percentile  # noqa: E402
 from model import Classifier, ModbotError, ModelSettings, load_model  # noqa: E402
 from model.labels import LABELS  # noqa: E402
 from model.prompt import PromptBuilder  # noqa: E402
@@ -76,18 +77,12 @@ class Row:
         return {
             "name": self.name,
             "messages_per_s": round(per_s, 2),
-            "p50_ms": round(_percentile(ms, 50), 1),
-            "p95_ms": round(_percentile(ms, 95), 1),
-            "p99_ms": round(_percentile(ms, 99), 1),
+            "p50_ms": round(percentile(ms, 50), 1),
+            "p95_ms": round(percentile(ms, 95), 1),
+            "p99_ms": round(percentile(ms, 99), 1),
             "ratio": round(per_s / baseline, 2) if baseline else 1.0,
             "accuracy": round(correct / len(gold), 4),
         }
-
-
-def _percentile(sorted_values: list[float], q: float) -> float:
-    """Nearest-rank percentile."""
-    rank = max(1, -(-len(sorted_values) * q // 100))
-    return sorted_values[int(rank) - 1]
 
 
 def read_messages(path: Path, limit: int | None) -> tuple[list[str], list[str]]:

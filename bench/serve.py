@@ -35,6 +35,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from bench import percentile  # noqa: E402
+
 RESULTS = REPO / "bench" / "results" / "serve.json"
 APP = "modbot-bench"
 
@@ -55,7 +58,7 @@ def measure(backend, texts: list[str], batch: int) -> tuple[dict, list]:
         "seconds": total,
         "messages_per_s": len(texts) / total,
         "p50_ms": 1000 * statistics.median(latencies),
-        "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
+        "p99_ms": 1000 * percentile(latencies, 99),
         "adapter": backend.adapter_version,
     }, predictions
 

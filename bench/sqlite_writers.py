@@ -33,6 +33,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from bench import percentile  # noqa: E402
+
 RESULTS = REPO / "bench" / "results" / "sqlite_writers.json"
 
 
@@ -97,7 +100,7 @@ def run(processes: int, seconds: float, flag_every: int) -> dict:
         "messages_per_s": round(messages / seconds, 1),
         "messages_per_s_per_process": [round(r["messages"] / seconds, 1) for r in results],
         "statements_per_s": round(sum(r["statements"] for r in results) / seconds, 1),
-        "latency_ms": {"p50": statistics.median(latencies), "p99": latencies[int(len(latencies) * 0.99)],
+        "latency_ms": {"p50": statistics.median(latencies), "p99": percentile(latencies, 99),
                        "max": latencies[-1]},
     }
 
