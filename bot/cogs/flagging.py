@@ -85,8 +85,10 @@ class Flagging(commands.Cog):
         role_ids = [role.id for role in getattr(message.author, "roles", ())]
         if config.is_exempt(channel_ids, role_ids):
             return
-        if await storage.is_erased(self.bot.db, message.id):
-            return  # an edit event that arrived after the message was deleted
+        if edited and await storage.is_erased(self.bot.db, message.id):
+            # An edit event that arrived after the deletion: not worth a classification. New messages skip
+            # this query; add_prediction refuses to store any message deleted meanwhile.
+            return
         try:
             prediction = await self.bot.service.classify(text)
         except QueueFull:  # the service logs the drops, a few lines per burst
