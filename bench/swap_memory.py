@@ -25,7 +25,8 @@ weights are copied as they load, as in the 8-bit rows (and on a GPU).
 
 The GPT-J-6B figures are computed, not measured: parameter counts from its architecture (built on
 PyTorch's meta device, no weights), 8-bit linear layers (1 byte a parameter plus fp32 row scales) and
-fp16 for the rest, as bitsandbytes loads it for MODBOT_QUANTIZATION=8bit on a GPU, with a LoRA adapter of
+fp16 for the rest, as bitsandbytes loads it for MODBOT_QUANTIZATION=8bit on a GPU (training.memory, the
+arithmetic MODBOT_RETRAIN_SERVING=auto decides with), with a LoRA adapter of
 the shipped adapter's rank and strategy (its factors fp32 in memory, as PEFT keeps them; fp16 in the file).
 A swap on one base holds the second adapter next to the first, and the file's tensors while they are
 copied in. The same arithmetic is checked against the measured 8-bit row of the default model.
@@ -148,6 +149,7 @@ def gptj_figures() -> dict:
     import torch
     from transformers import GPTJConfig, GPTJForCausalLM
 
+    from training.memory import base_bytes, model_size
     from training.strategies import target_modules
 
     config = json.loads((SHIPPED / "adapter_config.json").read_text(encoding="utf-8"))
@@ -156,17 +158,12 @@ def gptj_figures() -> dict:
     with torch.device("meta"):
         gptj = GPTJForCausalLM(GPTJConfig())  # GPTJConfig's defaults are EleutherAI/gpt-j-6b's
     targets = set(target_modules(gptj, meta["strategy"]))
-    total = sum(p.numel() for p in gptj.parameters())
-    int8 = fp16 = scales = lora = 0
-    for name, module in gptj.named_modules():
-        if isinstance(module, torch.nn.Linear) and not name.endswith("lm_head"):  # bitsandbytes keeps the head
-            int8 += module.weight.numel()
-            scales += module.out_features
-            fp16 += module.bias.numel() if module.bias is not None else 0
-            if name.rsplit(".", 1)[-1] in targets:
-                lora += rank * (module.in_features + module.out_features)
-    fp16 += total - int8 - fp16  # embeddings, the head, layer norms
-    base = int8 * 1 + scales * 4 + fp16 * 2
+    size = model_size(gptj)  # the linear layers but the head (which bitsandbytes keeps) in 8-bit, the rest fp16
+    total, int8 = size.parameters, size.linear_parameters
+    lora = sum(rank * (module.in_features + module.out_features) for name, module in gptj.named_modules()
+               if isinstance(module, torch.nn.Linear) and not name.endswith("lm_head")
+               and name.rsplit(".", 1)[-1] in targets)
+    base = base_bytes(size, "8bit", "cuda")  # the retraining job's estimate uses the same arithmetic
     adapter_memory, adapter_file = lora * 4, lora * 2
     steady = base + adapter_memory
     # A swap holds the second adapter next to the first, and its file's tensors while they are copied in.

@@ -135,12 +135,16 @@ class ModBot(commands.Bot):
             # The registry's active version (after a retrain or a rollback) wins over the configured adapter; one
             # that cannot be loaded gives way to the last good one (bot.model_manager). Loading is off the event loop.
             await self._models.start()
-        return ClassificationService(
+        service = ClassificationService(
             self._models.backend,
             batch_size=self.settings.model.batch_size,
             queue_size=self.settings.queue_size,
             max_wait=self.settings.batch_wait_ms / 1000,
         )
+        # Paused with the model while a retraining job has its GPU; when it resumes, the flagging cog classifies
+        # the messages recorded meanwhile (on_classification_resumed).
+        self._models.attach(service, on_resumed=lambda: self.dispatch("classification_resumed"))
+        return service
 
     async def sync_commands(self) -> None:
         if self.settings.dev_guild is not None:

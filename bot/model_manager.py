@@ -18,26 +18,39 @@ is served from it:
 The model itself is an :class:`model.InferenceBackend` (one base model with adapters swapped on it, or a Ray
 Serve application): the classification service classifies with it, and the manager only tells it which
 adapter to serve. Every call into it blocks, so it runs in a worker thread, never on the event loop.
+
+**Making way for a retraining job** (MODBOT_RETRAIN_SERVING): the job loads its own copy of the base model, and
+on the flagship's card (GPT-J-6B in 8-bit, ~6.5 GB, on an 11 GB GPU) the two do not fit together. Just before
+a job starts, :meth:`ModelManager.make_way_for_retrain` decides (:func:`retrain_serving`) whether to release
+the served model: ``pause`` always, ``auto`` only when the served model is on a CUDA device whose free memory
+cannot hold the job (computed from parameter counts by training.memory), ``keep`` never. Released, the
+classification service refuses messages with ServingPaused and the flagging cog records them (the
+``pending_messages`` table a shutdown uses). When the job ends, whatever the end, the manager loads the base
+again with the adapter to serve (the promoted one, if any) and resumes the service; the bot then classifies
+what was recorded.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sqlite3
 import threading
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import aiosqlite
 
 from model import AdapterError, InferenceBackend, ModelError, ModelSettings, Served
-from model.adapter import brief, shipped_adapter
+from model.adapter import brief, read_adapter, shipped_adapter
 from model.errors import ModbotError
+from training.memory import GB, job_bytes, model_size
 
 from . import retrain, storage
+from .service import ClassificationService
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -66,6 +79,68 @@ def create_backend(settings: ModelSettings) -> InferenceBackend:
     from model.backends import create_backend as create
 
     return create(replace(settings, adapter=None, use_default_adapter=False))
+
+
+@dataclass(frozen=True)
+class ServingPlan:
+    """What the served model does while a retraining job trains, and why (one clause, for the log and Discord)."""
+
+    pause: bool
+    reason: str
+
+
+def _device(name: str, serving: str) -> str:
+    """A device name as the job and the loader resolve it: ``cuda`` is ``cuda:0``; ``auto`` is CUDA where the
+    bot serves on CUDA (it is available), else the CPU."""
+    name = name.strip().lower()
+    if name == "auto":
+        name = "cuda" if serving.startswith("cuda") else "cpu"
+    return "cuda:0" if name == "cuda" else name
+
+
+def retrain_serving(mode: str, *, in_process: bool, serving_device: str, job_device: str,
+                    free_bytes: int | None = None, job_bytes: int | None = None) -> ServingPlan:
+    """Whether the served model makes way for a retraining job (MODBOT_RETRAIN_SERVING ``mode``).
+
+    ``in_process``: the model is in the bot's process (MODBOT_BACKEND=local); ``serving_device``: where it is
+    served; ``job_device``: where the job trains (MODBOT_RETRAIN_OPTIONS device, else MODBOT_DEVICE);
+    ``free_bytes``: the serving GPU's free memory, and ``job_bytes`` the job's (training.memory.job_bytes), both
+    needed only by ``auto`` on a GPU.
+    """
+    if not in_process:
+        return ServingPlan(False, "the model runs in the Ray Serve application, not in the bot "
+                                  "(MODBOT_RETRAIN_SERVING does not apply)")
+    if mode == "keep":
+        return ServingPlan(False, "MODBOT_RETRAIN_SERVING=keep")
+    if mode == "pause":
+        return ServingPlan(True, "MODBOT_RETRAIN_SERVING=pause")
+    serving, job = _device(serving_device, serving_device), _device(job_device, serving_device)
+    if not serving.startswith("cuda"):
+        return ServingPlan(False, f"the model is served on the {serving.upper()}, not a GPU")
+    if job != serving:
+        return ServingPlan(False, f"the job trains on {job}, the model is served on {serving}")
+    if free_bytes is None or job_bytes is None:
+        return ServingPlan(False, f"the free memory of {serving} is not known")
+    if free_bytes >= job_bytes:
+        return ServingPlan(False, f"{serving} has {free_bytes / GB:.1f} GB free, enough for the job's "
+                                  f"{job_bytes / GB:.1f} GB (computed)")
+    return ServingPlan(True, f"{serving} has {free_bytes / GB:.1f} GB free and the job needs about "
+                             f"{job_bytes / GB:.1f} GB (computed from its parameter counts)")
+
+
+def _release(holder: list) -> None:
+    """Close the backend in ``holder`` and free its memory: the last reference to it is the list's."""
+    backend = holder.pop()
+    base = getattr(backend, "base", None)
+    cuda = base is not None and getattr(base.device, "type", None) == "cuda"
+    del base
+    backend.close()
+    del backend
+    gc.collect()
+    if cuda:
+        import torch
+
+        torch.cuda.empty_cache()  # hand the freed blocks back to the driver: the job is another process
 
 
 class RegistryWatcher:
@@ -149,14 +224,24 @@ class ModelManager:
         self._sync_task: asyncio.Task | None = None
         self._sync_again = False
         self.problem: str | None = None  # why the registry's active version is not served, when it is not
+        self._service: ClassificationService | None = None
+        self._on_resumed: Callable[[], None] | None = None
+        self.pause_reason: str | None = None  # why the model is released, while a retraining job has its GPU
+        self._missed_sync = False  # the registry changed while paused
 
     # ------------------------------------------------------------------ what is served (reads only)
 
     @property
     def backend(self) -> InferenceBackend:
         if self._backend is None:
-            raise RuntimeError("the model manager is started in setup_hook")
+            raise RuntimeError("no model is loaded: the model manager is started in setup_hook, and releases the "
+                               "model while a retraining job has its GPU")
         return self._backend
+
+    @property
+    def paused(self) -> bool:
+        """Whether the model is released while a retraining job trains (messages are recorded meanwhile)."""
+        return self.pause_reason is not None
 
     @property
     def started(self) -> bool:
@@ -215,6 +300,12 @@ class ModelManager:
         self._watch()
         return served
 
+    def attach(self, service: ClassificationService, on_resumed: Callable[[], None] | None = None) -> None:
+        """The service that classifies with the backend: paused and resumed with the model. ``on_resumed`` is
+        called (on the event loop) when classification resumes after a pause."""
+        self._service = service
+        self._on_resumed = on_resumed
+
     def _watch(self) -> None:
         if self._watcher is not None or self._watch_s <= 0 or str(self.settings.db_path) == ":memory:":
             return
@@ -266,6 +357,9 @@ class ModelManager:
         version served stays, active again.
         """
         async with self._lock:
+            if self.paused:  # nothing is loaded: served when the retraining job ends
+                self._missed_sync = True
+                return
             active = await storage.active_version(self.db)
             if (active is None or active.path is None or active.model != self.settings.model.model
                     or (self._version is not None and active.number == self._version.number)):
@@ -306,10 +400,98 @@ class ModelManager:
             raise
 
     async def _serve(self, path: Path | None) -> Served:
+        """Serve ``path``; while paused, the base model is loaded again first and classification resumes."""
+        if self._backend is None:
+            self._backend = await asyncio.to_thread(create_backend, self.settings.model)
         served = await asyncio.to_thread(self.backend.serve_adapter, Path(path) if path is not None else None)
         self._served = served
         self.problem = None
+        if self.paused:
+            self._resume_service()
         return served
+
+    # ------------------------------------------------------------------ making way for a retraining job
+
+    async def make_way_for_retrain(self, active: storage.AdapterVersion) -> ServingPlan:
+        """Called just before a retraining job (from ``active``) is launched: release the served model if
+        MODBOT_RETRAIN_SERVING says so (:func:`retrain_serving`). Returns the plan."""
+        if self.paused:  # still released after the last job (it could not be loaded again): stays so
+            return ServingPlan(True, self.pause_reason)
+        try:
+            metadata = (await asyncio.to_thread(read_adapter, active.path)).metadata if active.path else {}
+        except ModbotError:
+            metadata = {}
+        plan = await asyncio.to_thread(self._plan, metadata)
+        if plan.pause:
+            await self.pause(plan.reason)
+        else:
+            log.info("Retraining: the model keeps serving while the job trains (%s)", plan.reason)
+        return plan
+
+    def _plan(self, metadata: dict) -> ServingPlan:
+        """retrain_serving with what this process knows: where the model is, the GPU's free memory, the job's
+        size from the served base's parameter counts and the active adapter's hyperparameters. Blocking."""
+        settings = self.settings
+        in_process = settings.model.backend != "ray"
+        base = getattr(self._backend, "base", None)
+        if in_process and settings.retrain_serving != "keep" and (not self._owns_backend or base is None):
+            return ServingPlan(False, "the model was handed to the bot ready-made (a test or the demo), and the "
+                                      "bot cannot load it again")
+        options = settings.retrain_options
+        serving_device = str(base.device) if base is not None else "cpu"
+        free = needed = None
+        if settings.retrain_serving == "auto" and in_process and base.device.type == "cuda":
+            import torch
+
+            free, _ = torch.cuda.mem_get_info(base.device)
+            hyper = {**(metadata.get("hyperparameters") or {}), **options}
+            needed = job_bytes(model_size(base.model), base.quantization, "cuda",
+                               strategy=options.get("strategy", metadata.get("strategy", "all")),
+                               lora_r=int(hyper.get("lora_r", 8)), optimizer=str(hyper.get("optimizer", "adam8bit")))
+        return retrain_serving(settings.retrain_serving, in_process=in_process, serving_device=serving_device,
+                               job_device=str(options.get("device", settings.model.device)), free_bytes=free,
+                               job_bytes=needed)
+
+    async def pause(self, reason: str) -> None:
+        """Release the served model: the batch in progress finishes, the messages after it are recorded by
+        their handlers (ServingPaused), and the base model's memory is freed (its GPU memory handed back)."""
+        async with self._lock:
+            if self.paused or self._backend is None:
+                return
+            self.pause_reason = reason
+            refused = await self._service.pause() if self._service is not None else 0
+            holder = [self._backend]
+            self._backend = None
+            await asyncio.to_thread(_release, holder)
+        log.warning("Classification paused while the retraining job trains (%s): the model is released, and the "
+                    "messages that arrive are recorded and classified when the job ends (%d queued ones recorded)",
+                    reason, refused)
+
+    async def resume(self) -> bool:
+        """Load the model again and classify, after a retraining job ended (a promotion already did it: then
+        nothing to do). Serves what was served before the pause; a version made active meanwhile by another
+        process is served next, as the watcher would. Returns whether it resumed; raises what loading raised,
+        still paused (the caller tries again later)."""
+        async with self._lock:
+            if not self.paused:
+                return False
+            try:
+                await self._serve(self._served.adapter_path)
+            except Exception as exc:
+                self.problem = f"the model could not be loaded again after the retraining job: {brief(exc)}"
+                raise
+        return True
+
+    def _resume_service(self) -> None:
+        reason, self.pause_reason = self.pause_reason, None
+        if self._service is not None:
+            self._service.resume(self._backend)
+        log.info("Classification resumed with adapter %s (it was paused: %s)", self._served.adapter_version, reason)
+        if self._missed_sync:
+            self._missed_sync = False
+            self._registry_changed()
+        if self._on_resumed is not None:
+            self._on_resumed()
 
     # ------------------------------------------------------------------ the watcher, on the event loop's side
 

@@ -28,6 +28,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -377,8 +378,14 @@ async def check_start(conn: aiosqlite.Connection, settings: Settings, *, force: 
 async def start_job(
     conn: aiosqlite.Connection, settings: Settings, *, origin: str, started_by: int | None = None,
     force: bool = False, echo: bool = False,
+    before_launch: Callable[[storage.AdapterVersion, storage.AdapterVersion], Awaitable[object]] | None = None,
 ) -> Job:
-    """Check, register, export the corrections, write the spec and launch the job process."""
+    """Check, register, export the corrections, write the spec and launch the job process.
+
+    ``before_launch(version, active)`` runs once everything but the launch is done (``version``: the job's,
+    ``active``: the one it trains from): the bot's model manager makes way for the job there
+    (MODBOT_RETRAIN_SERVING), so a refused job never pauses classification.
+    """
     active, _ = await check_start(conn, settings, force=force)
     gold = resolve_eval_data(settings, await lineage(conn, active))
     try:
@@ -387,7 +394,7 @@ async def start_job(
     except storage.JobAlreadyRunning:
         raise RetrainRefused("A retraining job is already running: follow it with `/retrain status`.") from None
     try:
-        return await _launch(conn, settings, version, active, gold, echo=echo)
+        return await _launch(conn, settings, version, active, gold, echo=echo, before_launch=before_launch)
     except BaseException as exc:
         reason = str(exc) if isinstance(exc, ModbotError | OSError) else f"could not start: {exc!r}"
         remove_job_data(version.job_dir)
@@ -396,7 +403,7 @@ async def start_job(
 
 
 async def _launch(conn, settings: Settings, version: storage.AdapterVersion, active: storage.AdapterVersion,
-                  gold: Path, *, echo: bool) -> Job:
+                  gold: Path, *, echo: bool, before_launch=None) -> Job:
     job_dir = Path(version.job_dir)
     job_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # its files hold message text
     for stale in ("progress.jsonl", "result.json"):
@@ -419,6 +426,8 @@ async def _launch(conn, settings: Settings, version: storage.AdapterVersion, act
         env["OMP_NUM_THREADS"] = str(settings.retrain_threads)
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     log_file = job_dir / "job.log"
+    if before_launch is not None:
+        await before_launch(version, active)
     command = [sys.executable, "-m", "training.retrain", "--spec", str(spec_file.resolve())]
     if echo:
         command.append("--echo")

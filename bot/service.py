@@ -6,6 +6,10 @@ thread, so the event loop never runs a forward pass and a burst becomes a few la
 
 Each batch goes to the model.InferenceBackend that bot.model_manager owns. Which adapter that backend
 serves is the manager's business (it switches adapters between batches); the service only classifies.
+
+While a retraining job has the GPU to itself (MODBOT_RETRAIN_SERVING), the manager pauses the service and
+releases the model: the batch in progress finishes, and every other message, queued or new, is refused with
+ServingPaused, which its caller records to classify once the manager resumes the service with a model.
 """
 
 from __future__ import annotations
@@ -33,6 +37,10 @@ class ServiceClosed(ModbotError):
     """The service was closed before the message was classified."""
 
 
+class ServingPaused(ModbotError):
+    """Classification is paused while a retraining job has the model's memory; the message was not classified."""
+
+
 @dataclass(frozen=True)
 class ServiceStats:
     queued: int
@@ -47,7 +55,7 @@ class ServiceStats:
 class ClassificationService:
     def __init__(
         self,
-        backend: InferenceBackend,
+        backend: InferenceBackend | None,
         *,
         batch_size: int = 16,
         queue_size: int = 1000,
@@ -60,6 +68,8 @@ class ClassificationService:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modbot-classifier")
         self._drainer: asyncio.Task[None] | None = None
         self._closed = False
+        self._paused = backend is None
+        self._names = (backend.model_name, backend.adapter_version) if backend is not None else ("", "")
         self._abandoned = 0  # messages of a batch cut short by close()
         self.classified = 0
         self.dropped = 0
@@ -72,16 +82,24 @@ class ClassificationService:
 
     @property
     def model_name(self) -> str:
-        return self._backend.model_name
+        return self._backend.model_name if self._backend is not None else self._names[0]
 
     @property
     def adapter_version(self) -> str:
-        return self._backend.adapter_version
+        """The adapter served (while paused: the one served before)."""
+        return self._backend.adapter_version if self._backend is not None else self._names[1]
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
 
     async def classify(self, text: str) -> Prediction:
-        """Queue ``text`` and wait for its prediction. Raises QueueFull when the queue is full."""
+        """Queue ``text`` and wait for its prediction. Raises QueueFull when the queue is full, ServingPaused
+        while classification is paused (also for a message queued when the pause began)."""
         if self._closed:
             raise ServiceClosed("the classification service is closed")
+        if self._paused:
+            raise ServingPaused("classification is paused while a retraining job trains")
         future: asyncio.Future[Prediction] = asyncio.get_running_loop().create_future()
         try:
             self._queue.put_nowait((text, future))
@@ -124,6 +142,31 @@ class ClassificationService:
     def closed(self) -> bool:
         return self._closed
 
+    async def pause(self) -> int:
+        """Stop classifying: let the batch in progress finish, refuse the queued messages and every new one
+        with ServingPaused, and let go of the backend (the caller may then release its model). Returns how
+        many queued messages were refused."""
+        self._paused = True
+        drainer = self._drainer
+        if drainer is not None and not drainer.done():
+            await asyncio.wait({drainer})  # it stops after its batch (see _drain)
+        refused = 0
+        while not self._queue.empty():
+            _, future = self._queue.get_nowait()
+            if not future.done():
+                future.set_exception(ServingPaused("classification was paused for a retraining job"))
+                refused += 1
+        if self._backend is not None:
+            self._names = (self._backend.model_name, self._backend.adapter_version)
+        self._backend = None
+        return refused
+
+    def resume(self, backend: InferenceBackend) -> None:
+        """Classify again, with ``backend``."""
+        self._backend = backend
+        self._names = (backend.model_name, backend.adapter_version)
+        self._paused = False
+
     async def close(self, timeout: float = 0.0) -> int:
         """Stop taking messages, classify what is queued for up to ``timeout`` seconds, and fail the rest.
 
@@ -157,12 +200,14 @@ class ClassificationService:
     async def _drain(self) -> None:
         """Run batches until the queue is empty, then end (the next message starts a new drain)."""
         loop = asyncio.get_running_loop()
-        while not self._queue.empty():
+        while not self._queue.empty() and not self._paused:
             if self._queue.qsize() < self.batch_size and self.max_wait > 0:
                 # Let a burst accumulate for a few milliseconds rather than run a batch of one. The wait
                 # happens on the worker thread, idle until this batch is formed: the event loop stays free
                 # and no loop timer is involved (SimCord's virtual clock would hold a timer back).
                 await loop.run_in_executor(self._executor, time.sleep, self.max_wait)
+                if self._paused:
+                    break
             batch = []
             while len(batch) < self.batch_size and not self._queue.empty():
                 text, future = self._queue.get_nowait()

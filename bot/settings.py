@@ -18,6 +18,9 @@ DEFAULT_ADAPTER_DIR = Path("adapters")
 _DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
 _DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# What the bot's own model does while a retraining job it started trains (bot.model_manager.retrain_serving):
+# auto = make way only when the job would not fit beside it on its GPU; keep = serve on; pause = always make way.
+RETRAIN_SERVING = ("auto", "keep", "pause")
 
 
 class SettingsError(ModbotError):
@@ -44,6 +47,7 @@ class Settings:
     eval_data: Path | None = None  # None: the validation set that shipped with the active adapter's lineage
     retrain_threads: int | None = None  # torch threads of the job; None: torch's default
     retrain_options: dict = field(default_factory=dict)  # TrainArgs overrides, e.g. {"epochs": 3}
+    retrain_serving: str = "auto"  # RETRAIN_SERVING: release the served model while a job trains?
     # The model is shared by every server: only its owner changes it (see bot.checks).
     owner_ids: frozenset[int] = frozenset()  # besides the application's owner or team
     training_guilds: frozenset[int] | None = None  # servers whose corrections train the model; None: all
@@ -70,6 +74,13 @@ class Settings:
             raise SettingsError("MODBOT_RETRAIN_EVERY is too short: use at least 1m (for example 12h or 7d).")
         if self.retrain_threads is not None and self.retrain_threads < 1:
             raise SettingsError(f"MODBOT_RETRAIN_THREADS={self.retrain_threads} is not valid: use 1 or more.")
+        if self.retrain_serving not in RETRAIN_SERVING:
+            raise SettingsError(f"MODBOT_RETRAIN_SERVING={self.retrain_serving!r} is not valid: use auto, keep or pause.")
+        if self.retrain_serving == "pause" and self.model.backend == "ray":
+            raise SettingsError("MODBOT_RETRAIN_SERVING=pause does not apply with MODBOT_BACKEND=ray: the model runs in "
+                                "the Ray Serve application, not in the bot, so the bot has no model to release. Use "
+                                "auto or keep, and train on another GPU (MODBOT_RETRAIN_OPTIONS=device=cuda:1) or "
+                                "machine.")
         if self.shard_ids is not None and self.shard_count is None:
             raise SettingsError("MODBOT_SHARD_IDS needs MODBOT_SHARD_COUNT: set the application's number of shards "
                                 "(the same in every process), or unset both to run one process without sharding.")
@@ -114,6 +125,7 @@ class Settings:
             eval_data=_path(env, "MODBOT_EVAL_DATA"),
             retrain_threads=_int(env, "MODBOT_RETRAIN_THREADS", 0) or None,
             retrain_options=parse_options(env.get("MODBOT_RETRAIN_OPTIONS", ""), "MODBOT_RETRAIN_OPTIONS"),
+            retrain_serving=env.get("MODBOT_RETRAIN_SERVING", "").strip().lower() or "auto",
             owner_ids=_id_list(env, "MODBOT_OWNER_IDS", "user"),
             training_guilds=_training_guilds(env),
             shard_count=_shard_count(env),

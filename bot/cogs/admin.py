@@ -21,7 +21,7 @@ from model.labels import DEFINITIONS, FLAGGABLE, GUIDE, LABELS
 
 from .. import cards, checks, retrain, storage
 from ..bot import ModBot
-from ..service import QueueFull, ServiceClosed
+from ..service import QueueFull, ServiceClosed, ServingPaused
 
 log = logging.getLogger(__name__)
 
@@ -225,6 +225,11 @@ class Admin(commands.GroupCog, group_name="mod", group_description="modbot moder
         except (QueueFull, ServiceClosed):
             await interaction.edit_original_response(content="The classifier is busy; try again in a moment.")
             return
+        except ServingPaused:
+            await interaction.edit_original_response(
+                content="Classification is paused while a retraining job has the model's GPU (`/retrain status`); "
+                        "try again when it ends.")
+            return
         config = await storage.get_guild_config(self.bot.db, interaction.guild_id)
         flag = config.flag_label(prediction.probabilities)
         verdict = f"would be flagged as **{flag}**" if flag else "would not be flagged"
@@ -244,7 +249,15 @@ class Admin(commands.GroupCog, group_name="mod", group_description="modbot moder
         served = self.bot.models.served
         active = await storage.active_version(self.bot.db)
         embed = discord.Embed(title="modbot model", colour=discord.Colour.blurple())
-        embed.add_field(name="Serving", value=f"{served.model} · adapter {served.adapter_version}", inline=False)
+        embed.add_field(name="Serving", value=f"{served.model} · adapter {served.adapter_version}"
+                        + (" (paused)" if self.bot.models.paused else ""), inline=False)
+        if self.bot.models.paused:
+            embed.colour = discord.Colour.orange()
+            waiting = len(await storage.pending_messages(self.bot.db))
+            embed.add_field(name="Classification paused", value=(
+                f"The model is released while a retraining job trains ({self.bot.models.pause_reason}); it is "
+                f"loaded again when the job ends. {waiting} message{'s' if waiting != 1 else ''} recorded, to "
+                "classify then.")[:1024], inline=False)
         if self.bot.models.problem:
             embed.colour = discord.Colour.red()
             embed.add_field(name="Not served", value=self.bot.models.problem[:1024], inline=False)

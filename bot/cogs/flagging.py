@@ -14,12 +14,15 @@ from model.prompt import has_content
 from .. import cards, storage
 from ..bot import ModBot
 from ..messages import message_text
-from ..service import QueueFull, ServiceClosed
+from ..service import QueueFull, ServiceClosed, ServingPaused
 
 log = logging.getLogger(__name__)
 
 # Message types that carry text a member wrote.
 USER_MESSAGE_TYPES = (discord.MessageType.default, discord.MessageType.reply)
+# Recorded messages classified at once: after a long retraining pause there may be thousands, more than the
+# classification queue holds (MODBOT_QUEUE_SIZE), and each may have to be fetched from Discord again.
+PENDING_AT_ONCE = 64
 
 
 class Flagging(commands.Cog):
@@ -28,12 +31,18 @@ class Flagging(commands.Cog):
         # Messages the bot deleted itself (the delete and timeout actions): their text is kept for review.
         self._deleted_by_us: set[int] = set()
         self._resumed = False
+        self._pending_lock = asyncio.Lock()  # one pass over the recorded messages at a time
 
     @commands.Cog.listener()
     async def on_ready(self) -> None:
         if not self._resumed:  # once per start, not at every reconnection
             self._resumed = True
             await self.classify_pending()
+
+    @commands.Cog.listener()
+    async def on_classification_resumed(self) -> None:
+        """The model is back after a retraining job had its GPU (bot.model_manager): classify what arrived."""
+        await self.classify_pending()
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
@@ -94,7 +103,8 @@ class Flagging(commands.Cog):
         except QueueFull:  # the service logs the drops, a few lines per burst
             log.debug("Message %d in channel %d was not classified: the queue is full", message.id, channel.id)
             return
-        except ServiceClosed:  # the bot is stopping: the next start classifies it
+        except (ServiceClosed, ServingPaused):  # the bot is stopping, or a retraining job has the model's GPU:
+            # recorded, and classified at the next start or when classification resumes
             await storage.add_pending_message(self.bot.db, guild_id=message.guild.id, channel_id=channel.id,
                                               message_id=message.id, edited=edited, now=discord.utils.utcnow())
             return
@@ -166,16 +176,29 @@ class Flagging(commands.Cog):
         return "; ".join(done)
 
     async def classify_pending(self) -> None:
-        """Classify the messages the last shutdown left unclassified, fetched again from Discord."""
-        # With several processes, each fetches again the messages of its own shards' servers.
-        pending = [item for item in await storage.pending_messages(self.bot.db) if self.bot.owns_guild(item.guild_id)]
-        if pending:
-            log.info("Classifying %d messages that were still queued when the bot last stopped", len(pending))
-            await asyncio.gather(*(self._classify_pending(item) for item in pending))
+        """Classify the recorded messages: those the last shutdown left unclassified, and those that arrived while
+        a retraining job had the model's GPU. Each is taken from discord.py's message cache, or fetched again."""
+        async with self._pending_lock:
+            # With several processes, each classifies the messages of its own shards' servers.
+            pending = [item for item in await storage.pending_messages(self.bot.db)
+                       if self.bot.owns_guild(item.guild_id)]
+            if not pending:
+                return
+            log.info("Classifying %d recorded messages (left by the last shutdown, or that arrived while "
+                     "classification was paused)", len(pending))
+            cached = {message.id: message for message in self.bot.cached_messages}
+            for start in range(0, len(pending), PENDING_AT_ONCE):
+                if self.bot.service.paused or self.bot.service.closed:
+                    return  # the rest stay recorded for the next resume or start
+                await asyncio.gather(*(self._classify_pending(item, cached.get(item.message_id))
+                                       for item in pending[start:start + PENDING_AT_ONCE]))
 
-    async def _classify_pending(self, item: storage.PendingMessage) -> None:
-        # Removed first: check() records it again if the bot stops before it is classified.
+    async def _classify_pending(self, item: storage.PendingMessage, message: discord.Message | None = None) -> None:
+        # Removed first: check() records it again if the bot stops (or pauses) before it is classified.
         await storage.remove_pending_message(self.bot.db, item.message_id)
+        if message is not None:
+            await self.check(message, edited=item.edited)
+            return
         try:
             channel = self.bot.get_channel(item.channel_id) or await self.bot.fetch_channel(item.channel_id)
             message = await channel.fetch_message(item.message_id)

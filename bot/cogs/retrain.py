@@ -7,7 +7,9 @@ Every server the bot is in is judged by the same model, so starting and cancelli
 
 The job runs in its own process (see `bot.retrain`). A `tasks.loop` follows it every few seconds by
 reading what the job appended to its progress file, so nothing here waits on the process: the event loop
-and the classifier keep serving while it trains.
+keeps serving while it trains. The classifier does too, unless the model manager released the model to give
+the job its GPU (MODBOT_RETRAIN_SERVING): then the status message says classification is paused, and the
+model is loaded again when the job ends, however it ends.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ log = logging.getLogger(__name__)
 
 POLL_S = 2.0  # how often a running job's progress file is read
 SCHEDULE_CHECK_S = 3600.0  # with MODBOT_RETRAIN_EVERY: how often the schedule is consulted (at most)
+RESUME_RETRY_S = 60.0  # after a job, how long before trying again to load a model that could not be loaded
 EDIT_EVERY_S = 10.0  # the status message is edited at most this often while a phase lasts
 REFUSED = "You need the Administrator permission to see the retraining status."
 
@@ -61,6 +64,8 @@ class Retrain(commands.GroupCog, group_name="retrain",
         self._last_edit = 0.0
         self._last_phase: str | None = None
         self._next_scheduled: datetime | None = None
+        self._paused_for: set[int] = set()  # jobs for which classification was paused (this run of the bot)
+        self._resume_at = 0.0
         super().__init__()
 
     # ------------------------------------------------------------------ lifecycle
@@ -112,8 +117,7 @@ class Retrain(commands.GroupCog, group_name="retrain",
     async def start(self, interaction: discord.Interaction, force: bool = False) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
-            job = await retrain.start_job(self.bot.db, self.bot.settings, origin="discord",
-                                          started_by=interaction.user.id, force=force)
+            job = await self._start_job(origin="discord", started_by=interaction.user.id, force=force)
         except retrain.RetrainRefused as exc:
             await interaction.edit_original_response(content=str(exc))
             return
@@ -182,6 +186,35 @@ class Retrain(commands.GroupCog, group_name="retrain",
 
     # ------------------------------------------------------------------ following the job
 
+    async def _start_job(self, *, origin: str, started_by: int | None = None, force: bool = False) -> retrain.Job:
+        """retrain.start_job, the model manager making way for the job just before it is launched; a job that
+        cannot start gives the model back at once."""
+        async def make_way(version: storage.AdapterVersion, active: storage.AdapterVersion) -> None:
+            plan = await self.bot.models.make_way_for_retrain(active)
+            if plan.pause:
+                self._paused_for.add(version.number)
+
+        try:
+            return await retrain.start_job(self.bot.db, self.bot.settings, origin=origin, started_by=started_by,
+                                           force=force, before_launch=make_way)
+        except BaseException:
+            await self._resume()
+            raise
+
+    async def _resume(self) -> None:
+        """Load the model again if it was released for a job, and classify; on failure, try again later."""
+        if not self.bot.models.paused:
+            return
+        try:
+            await self.bot.models.resume()
+        except Exception as exc:
+            self._resume_at = time.monotonic() + RESUME_RETRY_S
+            log.error("Retraining: the model could not be loaded again after the job; classification stays paused "
+                      "(messages are recorded) and it is tried again in %.0f s: %s", RESUME_RETRY_S, exc,
+                      exc_info=not isinstance(exc, ModbotError))
+            if not self.watch.is_running():
+                self.watch.start()
+
     def _follow(self, job: retrain.Job) -> None:
         self.job = job
         self._last_phase, self._last_edit = "starting", time.monotonic()
@@ -190,16 +223,18 @@ class Retrain(commands.GroupCog, group_name="retrain",
 
     @tasks.loop(seconds=POLL_S)
     async def watch(self) -> None:
-        """Runs while a job runs: reads its progress, edits the status message, records the end."""
+        """Runs while a job runs: reads its progress, edits the status message, records the end. After it, until
+        the model released for the job is loaded again."""
+        if self.job is not None:
+            try:
+                await self.follow()
+            except Exception:  # the loop must survive: it is the only thing following the job
+                log.exception("Retraining: following the job failed")
         if self.job is None:
-            self.watch.stop()
-            return
-        try:
-            await self.follow()
-        except Exception:  # the loop must survive: it is the only thing following the job
-            log.exception("Retraining: following the job failed")
-        if self.job is None:
-            self.watch.stop()
+            if self.bot.models.paused and time.monotonic() >= self._resume_at:
+                await self._resume()
+            if not self.bot.models.paused:
+                self.watch.stop()
 
     @tasks.loop(seconds=SCHEDULE_CHECK_S)
     async def schedule(self) -> None:
@@ -253,6 +288,7 @@ class Retrain(commands.GroupCog, group_name="retrain",
         else:
             version = await retrain.record_end(db, job, end)
             log.info("Retraining: version %d %s (%s)", version.number, version.status, end.reason)
+        await self._resume()  # a promotion loaded the model already; otherwise the one served before the job
         await self._edit_status(version)
         if version.origin == "schedule":
             await self._post_to_review_channels(version)
@@ -291,7 +327,7 @@ class Retrain(commands.GroupCog, group_name="retrain",
             return
         self._next_scheduled = discord.utils.utcnow() + timedelta(seconds=every)
         try:
-            job = await retrain.start_job(self.bot.db, self.bot.settings, origin="schedule")
+            job = await self._start_job(origin="schedule")
         except retrain.RetrainRefused as exc:
             log.info("Scheduled retraining skipped: %s", exc)
             return
@@ -328,6 +364,18 @@ class Retrain(commands.GroupCog, group_name="retrain",
                       f"{data['corrections_held_out']} corrections held out, gold set of {sum(data['gold'].values())}",
                 inline=False,
             )
+        if version.number in self._paused_for:
+            if status == "training" and self.bot.models.paused:
+                embed.add_field(name="Classification paused", value=(
+                    f"The model is released while the job trains ({self.bot.models.pause_reason}). New messages "
+                    "are recorded and classified when the job ends.")[:1024], inline=False)
+            elif status != "training":
+                embed.add_field(name="Classification", value=(
+                    "Paused while the job trained; "
+                    + ("still paused: the model could not be loaded again (see `/mod model`)."
+                       if self.bot.models.paused else
+                       "resumed when it ended, and the messages recorded meanwhile are being classified.")),
+                    inline=False)
         lines = retrain.figures_lines(version.figures)
         if lines:
             embed.add_field(name="Evaluation (new vs active)", value="\n".join(lines), inline=False)

@@ -90,13 +90,21 @@ def retrain_every() -> int | None:
 
 
 @pytest.fixture
-def settings(tmp_path, tiny_settings, first_adapter, retrain_options, retrain_every) -> Settings:
+def retrain_serving() -> str:
+    return "auto"  # on the CPU: the model keeps serving while the job trains
+
+
+@pytest.fixture
+def settings(tmp_path, tiny_settings, first_adapter, retrain_options, retrain_every, retrain_serving) -> Settings:
     return Settings(db_path=tmp_path / "modbot.sqlite3", batch_wait_ms=2, adapter_dir=tmp_path / "adapters",
                     model=replace(tiny_settings, adapter=first_adapter), retrain_min_corrections=20,
-                    retrain_threads=1, retrain_options=retrain_options, retrain_every_s=retrain_every)
+                    retrain_threads=1, retrain_options=retrain_options, retrain_every_s=retrain_every,
+                    retrain_serving=retrain_serving)
 
 
 SLOW_JOB = pytest.mark.parametrize("retrain_options", [{"epochs": 500}], ids=["slow-job"])
+# What the flagship's 11 GB card needs (MODBOT_RETRAIN_SERVING=auto decides it there): the model makes way.
+PAUSE = pytest.mark.parametrize("retrain_serving", ["pause"], ids=["pause"])
 
 
 @pytest.fixture
@@ -656,3 +664,102 @@ async def test_a_cancel_asked_by_another_bot_process_stops_the_job_in_the_proces
     assert version.status == "cancelled" and version.path is None
     assert (await storage.active_version(env.bot.db)).number == 1 and env.bot.service.adapter_version == "first"
     assert "cancelled: nothing changed" in status_message(server).embeds[0].description
+
+
+# --------------------------------------------------------------------------- MODBOT_RETRAIN_SERVING=pause
+
+
+def fields_of(embed: discord.Embed) -> dict[str, str]:
+    return {f.name: f.value for f in embed.fields}
+
+
+async def the_model_is_released(env) -> None:
+    """While the job runs: no model in the bot (its base model object freed), messages refused by the service."""
+    import gc
+
+    models = env.bot.models
+    assert models.paused and models.pause_reason == "MODBOT_RETRAIN_SERVING=pause"
+    assert models._backend is None and env.bot.service.paused
+    gc.collect()
+    assert not [o for o in gc.get_objects() if type(o).__name__ == "LocalBackend"]
+
+
+async def a_message_is_recorded_not_classified(env, server, text: str) -> discord.Message:
+    message = await server.member.send(server.general, text)
+    db = env.bot.db
+    assert await storage.latest_prediction(db, message.id) is None
+    assert [p.message_id for p in await storage.pending_messages(db)] == [message.id]
+    return message
+
+
+async def classified(env, message_id: int):
+    await env.settle()
+    return await storage.latest_prediction(env.bot.db, message_id)
+
+
+@PAUSE
+async def test_with_pause_the_job_has_the_model_to_itself_and_messages_meanwhile_are_classified_by_the_promoted_adapter(
+        env, server):
+    import weakref
+
+    db = env.bot.db
+    base = weakref.ref(env.bot.models.backend.base.model)
+    await add_corrections(db, make_examples({"hate": 25}, seed=3))
+    result = await server.owner.slash(server.general, "retrain start")
+    assert result.response.content.startswith("Retraining started: version 2")
+
+    # the job process runs, and the bot holds no model: its base model is gone from memory
+    job = env.bot.get_cog("Retrain").job
+    assert job is not None and job.returncode is None
+    await the_model_is_released(env)
+    assert base() is None
+    # a message that arrives now is recorded, not lost; moderators see why nothing is flagged
+    message = await a_message_is_recorded_not_classified(env, server, "those vermin again 9")
+    assert not server.cards()
+    model = fields_of((await server.admin.slash(server.general, "mod model")).response.embeds[0])
+    assert model["Serving"].endswith("adapter first (paused)")
+    assert "MODBOT_RETRAIN_SERVING=pause" in model["Classification paused"]
+    assert "1 message recorded" in model["Classification paused"]
+    paused = fields_of(status_message(server).embeds[0])
+    assert "New messages are recorded and classified when the job ends" in paused["Classification paused"]
+    asked = await server.admin.slash(server.general, "mod classify", text="hello")
+    assert "Classification is paused while a retraining job has the model's GPU" in asked.response.content
+
+    version = await wait_until(env, lambda: job_ended(env, 2), "the job to end")
+    assert version.status == "active", version.reason
+    # the promoted adapter was loaded on a fresh base, and classified what was recorded
+    record = await wait_until(env, lambda: classified(env, message.id), "the recorded message to be classified")
+    assert record.adapter_version == "v2" and record.label == "hate"
+    assert "adapter v2" in fields_of(server.cards()[-1].embeds[0])["Model"]
+    assert await storage.pending_messages(db) == []
+    assert not env.bot.models.paused and env.bot.service.adapter_version == "v2"
+    final = fields_of(status_message(server).embeds[0])
+    assert "resumed when it ended" in final["Classification"]
+    assert "Classification paused" not in fields_of(
+        (await server.admin.slash(server.general, "mod model")).response.embeds[0])
+    # and it serves on: a new message is classified at once
+    later = await server.member.send(server.general, "those vermin again 10")
+    assert (await storage.latest_prediction(db, later.id)).adapter_version == "v2"
+
+
+@PAUSE
+@SLOW_JOB
+@pytest.mark.parametrize("end", ["cancelled", "failed"])
+async def test_with_pause_a_cancelled_or_failed_job_gives_the_model_back(env, server, end):
+    number = await start_slow_job(env, server)
+    await the_model_is_released(env)
+    message = await a_message_is_recorded_not_classified(env, server, "filthy vermin 2")
+    job = env.bot.get_cog("Retrain").job
+    if end == "cancelled":
+        await server.owner.slash(server.general, "retrain cancel")
+    else:
+        os.kill(job.process.pid, signal.SIGKILL)  # the job crashed, or the kernel's OOM killer
+    version = await wait_until(env, lambda: job_ended(env, number), "the job to end")
+    assert version.status == end
+    record = await wait_until(env, lambda: classified(env, message.id), "the recorded message to be classified")
+    assert record.adapter_version == "first"
+    assert "adapter first" in fields_of(server.cards()[-1].embeds[0])["Model"]
+    assert await storage.pending_messages(env.bot.db) == []
+    assert not env.bot.models.paused and env.bot.service.adapter_version == "first"
+    assert (await storage.active_version(env.bot.db)).number == 1
+    assert "resumed when it ended" in fields_of(status_message(server).embeds[0])["Classification"]
