@@ -128,6 +128,16 @@ def retrain_serving(mode: str, *, in_process: bool, serving_device: str, job_dev
                              f"{job_bytes / GB:.1f} GB (computed from its parameter counts)")
 
 
+def job_memory(model, quantization: str, device_type: str, metadata: dict, options: dict) -> int:
+    """The bytes a retraining job needs (training.memory.job_bytes) on a base like the loaded ``model``, training
+    as the job will: the active adapter's strategy and hyperparameters (its ``metadata``) under
+    MODBOT_RETRAIN_OPTIONS (``options``), as training.retrain.train_args chooses them."""
+    hyper = {**(metadata.get("hyperparameters") or {}), **options}
+    strategy = options.get("strategy", metadata.get("strategy", hyper.get("strategy", "all")))
+    return job_bytes(model_size(model), quantization, device_type, strategy=str(strategy),
+                     lora_r=int(hyper.get("lora_r", 8)), optimizer=str(hyper.get("optimizer", "adam8bit")))
+
+
 def _release(holder: list) -> None:
     """Close the backend in ``holder`` and free its memory: the last reference to it is the list's."""
     backend = holder.pop()
@@ -444,10 +454,7 @@ class ModelManager:
             import torch
 
             free, _ = torch.cuda.mem_get_info(base.device)
-            hyper = {**(metadata.get("hyperparameters") or {}), **options}
-            needed = job_bytes(model_size(base.model), base.quantization, "cuda",
-                               strategy=options.get("strategy", metadata.get("strategy", "all")),
-                               lora_r=int(hyper.get("lora_r", 8)), optimizer=str(hyper.get("optimizer", "adam8bit")))
+            needed = job_memory(base.model, base.quantization, "cuda", metadata, options)
         return retrain_serving(settings.retrain_serving, in_process=in_process, serving_device=serving_device,
                                job_device=str(options.get("device", settings.model.device)), free_bytes=free,
                                job_bytes=needed)

@@ -16,6 +16,7 @@ import os
 import random
 import signal
 import time
+import weakref
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -673,15 +674,22 @@ def fields_of(embed: discord.Embed) -> dict[str, str]:
     return {f.name: f.value for f in embed.fields}
 
 
-async def the_model_is_released(env) -> None:
-    """While the job runs: no model in the bot (its base model object freed), messages refused by the service."""
+def served_base(env) -> weakref.ref:
+    """The served base model, without keeping it alive."""
+    return weakref.ref(env.bot.models.backend.base.model)
+
+
+async def the_model_is_released(env, base: weakref.ref) -> None:
+    """While the job runs: no model in the bot (the served base model object is freed), the service refuses."""
     import gc
 
     models = env.bot.models
     assert models.paused and models.pause_reason == "MODBOT_RETRAIN_SERVING=pause"
     assert models._backend is None and env.bot.service.paused
+    job = env.bot.get_cog("Retrain").job
+    assert job is not None and job.returncode is None  # during the job
     gc.collect()
-    assert not [o for o in gc.get_objects() if type(o).__name__ == "LocalBackend"]
+    assert base() is None
 
 
 async def a_message_is_recorded_not_classified(env, server, text: str) -> discord.Message:
@@ -700,19 +708,14 @@ async def classified(env, message_id: int):
 @PAUSE
 async def test_with_pause_the_job_has_the_model_to_itself_and_messages_meanwhile_are_classified_by_the_promoted_adapter(
         env, server):
-    import weakref
-
     db = env.bot.db
-    base = weakref.ref(env.bot.models.backend.base.model)
+    base = served_base(env)
     await add_corrections(db, make_examples({"hate": 25}, seed=3))
     result = await server.owner.slash(server.general, "retrain start")
     assert result.response.content.startswith("Retraining started: version 2")
 
     # the job process runs, and the bot holds no model: its base model is gone from memory
-    job = env.bot.get_cog("Retrain").job
-    assert job is not None and job.returncode is None
-    await the_model_is_released(env)
-    assert base() is None
+    await the_model_is_released(env, base)
     # a message that arrives now is recorded, not lost; moderators see why nothing is flagged
     message = await a_message_is_recorded_not_classified(env, server, "those vermin again 9")
     assert not server.cards()
@@ -746,8 +749,9 @@ async def test_with_pause_the_job_has_the_model_to_itself_and_messages_meanwhile
 @SLOW_JOB
 @pytest.mark.parametrize("end", ["cancelled", "failed"])
 async def test_with_pause_a_cancelled_or_failed_job_gives_the_model_back(env, server, end):
+    base = served_base(env)
     number = await start_slow_job(env, server)
-    await the_model_is_released(env)
+    await the_model_is_released(env, base)
     message = await a_message_is_recorded_not_classified(env, server, "filthy vermin 2")
     job = env.bot.get_cog("Retrain").job
     if end == "cancelled":
@@ -763,3 +767,21 @@ async def test_with_pause_a_cancelled_or_failed_job_gives_the_model_back(env, se
     assert not env.bot.models.paused and env.bot.service.adapter_version == "first"
     assert (await storage.active_version(env.bot.db)).number == 1
     assert "resumed when it ended" in fields_of(status_message(server).embeds[0])["Classification"]
+
+
+@PAUSE
+@SLOW_JOB
+async def test_with_pause_messages_recorded_when_the_bot_stops_mid_job_are_classified_at_the_next_start(
+        env, server, settings):
+    base = served_base(env)
+    number = await start_slow_job(env, server)
+    await the_model_is_released(env, base)
+    message = await a_message_is_recorded_not_classified(env, server, "filthy vermin 3")
+    old = env.bot
+    await env.restart_bot(create_bot(settings))  # the old bot stops: its job is killed, its records stay
+    await old.close()
+    record = await wait_until(env, lambda: classified(env, message.id), "the recorded message to be classified")
+    assert record.adapter_version == "first" and not env.bot.models.paused
+    assert (await storage.get_version(env.bot.db, number)).status == "failed"
+    assert await storage.pending_messages(env.bot.db) == []
+    await env.bot.close()

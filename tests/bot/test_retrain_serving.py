@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from bot import Settings
-from bot.model_manager import retrain_serving
+from bot.model_manager import job_memory, retrain_serving
 from bot.settings import SettingsError
 from training.memory import (
     CUDA_CONTEXT_BYTES,
@@ -90,7 +90,7 @@ def test_4_bit_and_fp16_bases():
 
 
 def test_model_size_counts_a_loaded_model_with_or_without_its_adapter(tiny_model_dir, tiny_settings, tmp_path):
-    from model import LocalBackend
+    from model import LocalBackend, read_adapter
     from training.args import TrainArgs
     from training.recipe import run_training
 
@@ -112,6 +112,12 @@ def test_model_size_counts_a_loaded_model_with_or_without_its_adapter(tiny_model
                      echo=lambda line: None)
         backend.serve_adapter(tmp_path / "lora")
         assert model_size(backend._classifier.loaded.model) == bare
+        # the job the bot would start from that adapter: its strategy and optimiser, MODBOT_RETRAIN_OPTIONS over them
+        metadata = read_adapter(tmp_path / "lora").metadata
+        assert job_memory(backend.base.model, "8bit", "cuda", metadata, {}) == job_bytes(
+            bare, "8bit", "cuda", strategy="all", lora_r=8, optimizer="adamw")
+        assert job_memory(backend.base.model, "8bit", "cuda", metadata, {"lora_r": 32}) == job_bytes(
+            bare, "8bit", "cuda", strategy="all", lora_r=32, optimizer="adamw")
     finally:
         backend.close()
 
