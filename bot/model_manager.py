@@ -453,8 +453,12 @@ class ModelManager:
         if settings.retrain_serving == "auto" and in_process and base.device.type == "cuda":
             import torch
 
-            free, _ = torch.cuda.mem_get_info(base.device)
-            needed = job_memory(base.model, base.quantization, "cuda", metadata, options)
+            try:
+                free, _ = torch.cuda.mem_get_info(base.device)
+                needed = job_memory(base.model, base.quantization, "cuda", metadata, options)
+            except Exception as exc:  # decided without it (served on: the job's own error says what failed)
+                log.warning("Retraining: could not measure the free memory of %s for the job: %s", base.device, exc)
+                free = needed = None
         return retrain_serving(settings.retrain_serving, in_process=in_process, serving_device=serving_device,
                                job_device=str(options.get("device", settings.model.device)), free_bytes=free,
                                job_bytes=needed)
