@@ -69,7 +69,7 @@ class ClassificationService:
         self._drainer: asyncio.Task[None] | None = None
         self._closed = False
         self._paused = backend is None
-        self._names = (backend.model_name, backend.adapter_version) if backend is not None else ("", "")
+        self._names = ("", "")  # (model, adapter) served before a pause
         self._abandoned = 0  # messages of a batch cut short by close()
         self.classified = 0
         self.dropped = 0
@@ -164,7 +164,6 @@ class ClassificationService:
     def resume(self, backend: InferenceBackend) -> None:
         """Classify again, with ``backend``."""
         self._backend = backend
-        self._names = (backend.model_name, backend.adapter_version)
         self._paused = False
 
     async def close(self, timeout: float = 0.0) -> int:
