@@ -25,6 +25,7 @@ from . import test_retrain as shared
 first_adapter = shared.first_adapter
 retrain_options = shared.retrain_options
 retrain_every = shared.retrain_every
+retrain_serving = shared.retrain_serving
 settings = shared.settings
 simcord_bot = shared.simcord_bot
 server = shared.server
