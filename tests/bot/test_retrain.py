@@ -785,3 +785,18 @@ async def test_with_pause_messages_recorded_when_the_bot_stops_mid_job_are_class
     assert (await storage.get_version(env.bot.db, number)).status == "failed"
     assert await storage.pending_messages(env.bot.db) == []
     await env.bot.close()
+
+
+@PAUSE
+async def test_with_pause_a_rejected_job_gives_the_model_back_with_the_active_adapter(env, server):
+    base = served_base(env)
+    flood = [{"text": e["text"], "label": "neutral"} for e in make_examples({"hate": 60}, seed=5)]
+    await add_corrections(env.bot.db, flood)
+    await server.owner.slash(server.general, "retrain start")
+    await the_model_is_released(env, base)
+    message = await a_message_is_recorded_not_classified(env, server, "filthy vermin 4")
+    version = await wait_until(env, lambda: job_ended(env, 2), "the job to end")
+    assert version.status == "rejected", version.reason
+    record = await wait_until(env, lambda: classified(env, message.id), "the recorded message to be classified")
+    assert record.adapter_version == "first" and not env.bot.models.paused
+    assert await storage.pending_messages(env.bot.db) == []
