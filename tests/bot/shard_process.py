@@ -5,7 +5,8 @@ database file given, with the keyword stand-in for the model.
     python -m tests.bot.shard_process --db FILE --shard N --shards 2 --lease-s 6 [--adapter-dir DIR] [--model-from-env]
 
 With --model-from-env the model is what the environment says (MODBOT_MODEL, MODBOT_BACKEND=ray, RAY_ADDRESS ...),
-as for `modbot run`, instead of the keyword stand-in.
+as for `modbot run`, instead of the keyword stand-in. That backend is called outside SimCord's virtual clock
+(RealClockBackend), as a real bot's would be.
 
 SimCord's Discord lives in one process, so each shard process has its own: a server on its shard, with a
 review channel, where a member posts a hateful message (which is all a shard of the real Discord would show
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextvars
 import json
 import logging
 import signal
@@ -30,7 +32,7 @@ from pathlib import Path
 import discord
 import simcord
 
-from bot import Settings, create_bot, storage
+from bot import Settings, create_bot, model_manager, storage
 from bot.lease import SchedulerLease
 from model import ModelSettings
 
@@ -41,11 +43,45 @@ def say(**fields) -> None:
     print(json.dumps(fields), flush=True)
 
 
+_create_backend = model_manager.create_backend
+
+
+class RealClockBackend:
+    """The backend the settings choose (for Ray Serve, model.ray_backend's thin client), each call of it run in an
+    empty context instead of the caller's.
+
+    SimCord replaces time.monotonic for the whole process and answers with its virtual clock whenever the
+    caller's context belongs to its bot, and asyncio.to_thread carries the bot's context into the thread that
+    calls the backend. From there it reached Ray Serve's router, whose event loop runs the tasks a request
+    creates in the context of the thread that sent it: their timers (the 0.1-1 s deadline for a replica's queue
+    length, the back-off between tries) were set on the virtual clock, far behind the loop's real one, and fired
+    at once. The router then probed and cancelled without pause (thousands of times a second, "Failed to get
+    queue length ... within 0.1s" logged 2 ms after the request), each cancellation an error the replica
+    serialises, until the replica missed its health checks and Serve replaced it; the second process's bot
+    never got its model. No clock but the real one exists in a real bot's process.
+    """
+
+    def __init__(self, settings) -> None:
+        self._backend = contextvars.Context().run(_create_backend, settings)
+
+    def __getattr__(self, name: str):
+        value = getattr(self._backend, name)
+        if not callable(value):
+            return value
+
+        def call(*args, **kwargs):
+            return contextvars.Context().run(value, *args, **kwargs)
+
+        return call
+
+
 async def main(args: argparse.Namespace) -> None:
     model = ModelSettings.from_env() if args.model_from_env else ModelSettings(use_default_adapter=False)
     settings = Settings(db_path=Path(args.db), adapter_dir=Path(args.adapter_dir), batch_wait_ms=2,
                         model=model, sync_commands=True, shard_count=args.shards, shard_ids=(args.shard,),
                         log_level="INFO")
+    if args.model_from_env:
+        model_manager.create_backend = RealClockBackend  # the bot still makes, owns and closes its backend
     bot = create_bot(settings, backend=None if args.model_from_env else KeywordClassifier())
     bot.scheduler = SchedulerLease(bot, period_s=args.lease_s)
     stop = asyncio.Event()
