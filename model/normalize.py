@@ -67,12 +67,35 @@ def strip_latin_marks(text: str) -> str:
     return unicodedata.normalize("NFC", "".join(out))
 
 
+def _ascii_letter(prototype: str) -> str | None:
+    """The ASCII letter a confusables prototype reads as, if it reads as one.
+
+    TR39 gives some look-alikes a prototype that is a Latin letter but not an ASCII one: a letter with a
+    combining mark (Greek "η" -> "n" with a line below), a small capital (Cyrillic "т" and Greek "τ" ->
+    "ᴛ"), or kra (Cyrillic "к" and Greek "κ" -> "ĸ", a small capital K). A reader sees the plain letter.
+    """
+    base = "".join(ch for ch in unicodedata.normalize("NFD", prototype) if not unicodedata.combining(ch))
+    if len(base) != 1:
+        return None
+    if base.isascii():
+        return base if base.isalpha() else None
+    name = unicodedata.name(base, "")
+    if name.startswith("LATIN LETTER SMALL CAPITAL ") and len(name) == len("LATIN LETTER SMALL CAPITAL X"):
+        return name[-1].lower()
+    if name == "LATIN SMALL LETTER KRA":
+        return "k"
+    return None
+
+
 @lru_cache(maxsize=1)
 def _latin_lookalikes() -> dict[str, str]:
     """Non-ASCII character -> the ASCII letter it is confusable with, from Unicode TR39's confusables table.
 
     The table is the one maintained by the confusable_homoglyphs package (generated from Unicode's
-    confusables.txt); only single characters whose prototype is one ASCII letter are kept.
+    confusables.txt); single characters whose prototype reads as one ASCII letter are kept
+    (`_ascii_letter`). TR39 is case-sensitive and lists some capitals but not their small letters (Greek
+    "Χ" is confusable with "X", "χ" with nothing Latin): a small letter without an entry of its own takes
+    its capital's letter in small, as it looks the same at x-height ("χ" -> "x").
     """
     from confusable_homoglyphs.confusables import confusables_data
 
@@ -81,26 +104,35 @@ def _latin_lookalikes() -> dict[str, str]:
         if len(char) != 1 or char.isascii():
             continue
         for glyph in glyphs:
-            target = glyph.get("c", "")
-            if len(target) == 1 and target.isascii() and target.isalpha():
-                mapping[char] = target
+            letter = _ascii_letter(glyph.get("c", ""))
+            if letter:
+                mapping[char] = letter
                 break
+    for char, letter in list(mapping.items()):
+        small = char.lower()
+        if letter.isupper() and len(small) == 1 and small != char and small not in mapping:
+            mapping[small] = letter.lower()
     return mapping
 
 
 _WORD = re.compile(r"\S+")
 
 
+def _script(char: str) -> str:
+    return unicodedata.name(char, "").split(" ")[0]  # "CYRILLIC", "GREEK", "LATIN", ...
+
+
 def map_lookalikes(text: str) -> str:
     """Fold letters of other scripts that look Latin (Cyrillic "а", Greek "ο") into Latin, word by word.
 
-    A word is folded when it mixes Latin letters with look-alikes, or when every non-Latin letter in it
-    has a Latin look-alike (a whole word spelled in look-alikes). A word genuinely written in Cyrillic or
-    Greek has letters without one and is left alone.
+    A word that mixes Latin letters with look-alikes is folded. A word spelled only in look-alikes is
+    folded unless the message is genuinely written in that script: when it also has letters of the script
+    that look like no Latin letter ("как" stays in "Здравствуйте, как дела"), the word is that language.
     """
     if text.isascii():
         return text
     table = _latin_lookalikes()
+    genuine_scripts = {_script(ch) for ch in text if ch.isalpha() and not ch.isascii() and ch not in table}
 
     def fold(match: re.Match) -> str:
         word = match.group(0)
@@ -108,8 +140,11 @@ def map_lookalikes(text: str) -> str:
             return word
         letters = [ch for ch in word if ch.isalpha()]
         foreign = [ch for ch in letters if not ch.isascii()]
+        if not foreign:
+            return word
         has_latin = len(foreign) < len(letters)
-        if not foreign or not (has_latin or all(ch in table for ch in foreign)):
+        disguised = all(ch in table for ch in foreign) and not any(_script(ch) in genuine_scripts for ch in foreign)
+        if not (has_latin or disguised):
             return word
         return "".join(table.get(ch, ch) for ch in word)
 
@@ -147,26 +182,33 @@ _LEET = {"4": "a", "@": "a", "3": "e", "1": "i", "!": "i", "0": "o", "5": "s", "
 _LEET_TOKEN = re.compile(r"[A-Za-z0-9@$!]+")
 
 
-def undo_leetspeak(text: str) -> str:
+def undo_leetspeak(text: str, loose: bool = False) -> str:
     """Read digits and symbols as the letters they stand for, in words plainly written in leetspeak.
 
     A token qualifies when it has at least two letters, a substitute character *between* two of its
     letters ("1d10t", "h4t3", "b!tch") and no digit that is not a substitute; then every substitute in it
     is read ("h4t3" -> "hate"). Numbers, versions and names with a number only at an end ("ps5",
     "covid19", "4k", "2nd") and ids with other digits are left alone.
+
+    ``loose`` also reads words that leetspeak has left with one letter, or none between its substitutes
+    ("4r3", "h035", "7h15", "4pe5"): any token with a letter and substitute digits, and no other digit.
+    That also misreads "ps5" and "4k", so the loose reading is never the only one: the classifier reads
+    it *besides* the message as written (`model.prompt.PromptBuilder.encode_windows`).
     """
 
     def fold(match: re.Match) -> str:
         token = match.group(0)
         letter_positions = [i for i, ch in enumerate(token) if ch.isalpha()]
-        if len(letter_positions) < 2 or any(ch.isdigit() and ch not in _LEET for ch in token):
+        if not letter_positions or any(ch.isdigit() and ch not in _LEET for ch in token):
             return token
         if "@" in token and text[match.end():match.end() + 1] == ".":
             return token  # an e-mail address
         inside = token[letter_positions[0]:letter_positions[-1]]
-        if not any(ch in _LEET for ch in inside):
-            return token
-        return "".join(_LEET.get(ch, ch) for ch in token)
+        if len(letter_positions) >= 2 and any(ch in _LEET for ch in inside):
+            return "".join(_LEET.get(ch, ch) for ch in token)
+        if loose and any(ch.isdigit() for ch in token):
+            return "".join(_LEET.get(ch, ch) if ch.isdigit() or ch in inside else ch for ch in token)
+        return token
 
     return _LEET_TOKEN.sub(fold, text)
 

@@ -40,6 +40,16 @@ def test_look_alike_letters_fold_into_latin(spoofed):
     assert normalize_text(spoofed) == "idiot"
 
 
+@pytest.mark.parametrize(("spoofed", "reads"), [
+    ("\u03c4he\u03b7", "then"),  # Greek tau and eta: TR39's prototypes are small capital T and n with a mark
+    ("\u03baill", "kill"),  # Greek kappa: prototype kra, a small capital K
+    ("\u043a\u0438ll \u0442he\u043c", "kill them"),  # Cyrillic ka, te, em (em through its capital)
+    ("\u03c7\u03c7\u03c7", "xxx"),  # Greek chi: only the capital is in the table
+])
+def test_look_alikes_whose_prototype_is_not_plain_ascii_fold_too(spoofed, reads):
+    assert map_lookalikes(spoofed.replace("\u0438", "i")) == reads
+
+
 def test_words_genuinely_in_another_script_stay_as_written():
     assert map_lookalikes("привет мир") == "привет мир"
     assert normalize_text("Здравствуйте, как дела") == "Здравствуйте, как дела"
@@ -59,6 +69,13 @@ def test_leetspeak_is_read_only_in_words_written_in_it():
     assert undo_leetspeak("b!tch") == "bitch"
     for kept in ("ps5", "covid19", "mp3", "2nd", "4k", "h2o", "1v1", "a@b.com", "@user"):
         assert undo_leetspeak(kept) == kept
+
+
+def test_a_loose_reading_also_decodes_words_left_with_one_letter():
+    assert undo_leetspeak("y0u 4r3 4pe5 h035, 7h15 1s it") == "you 4r3 4pe5 h035, 7h15 1s it"
+    assert undo_leetspeak("y0u 4r3 4pe5 h035, 7h15 1s it", loose=True) == "you are apes hoes, this is it"
+    for kept in ("@user", "hi!", "covid19", "h2o", "2nd", "2024", "a@b.com"):
+        assert undo_leetspeak(kept, loose=True) == kept
 
 
 def test_stretched_letters_are_squeezed():
