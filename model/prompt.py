@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .labels import DEFINITIONS, LABELS
-from .normalize import respell, reveal
+from .normalize import respell, reveal, undo_leetspeak
 
 # Recorded in every adapter's metadata; bump it whenever the text below, or what normalize_message does,
 # changes.
@@ -197,16 +197,20 @@ class PromptBuilder:
         max_chars = budget * 12
         if len(message) > max_chars:
             message = message[: max_chars * 3 // 4] + message[-max_chars // 4 :]
-        ids = self._encode(f" {message}")
+        ids, truncated = self._head_and_tail(self._encode(f" {message}"))
+        return PromptIds(self.prefix, ids, self.suffix, truncated=truncated)
+
+    def _head_and_tail(self, ids: tuple[int, ...]) -> tuple[tuple[int, ...], bool]:
+        """Message ids cut to the budget, and whether they were cut."""
+        budget = self.max_message_tokens
         if len(ids) <= budget:
-            return PromptIds(self.prefix, ids, self.suffix)
+            return ids, False
         # Keep three quarters from the head and the rest from the tail: an insult at the end of a long
         # message is still seen.
         room = budget - len(self._truncation_mark)
         head = room * 3 // 4
         tail = room - head
-        cut = ids[:head] + self._truncation_mark + (ids[-tail:] if tail else ())
-        return PromptIds(self.prefix, cut, self.suffix, truncated=True)
+        return ids[:head] + self._truncation_mark + (ids[-tail:] if tail else ()), True
 
     def encode_windows(self, text: str, max_windows: int = DEFAULT_MAX_WINDOWS,
                        normalized: bool = False) -> list[PromptIds]:
@@ -214,14 +218,21 @@ class PromptBuilder:
         (by less, when half-overlapping windows would be more than ``max_windows``), followed by its
         sentences read on their own (at most ``max_windows`` passages; see _sentence_passages).
 
+        A message with words that only a loose reading of leetspeak decodes ("4r3 4pe5") is read that way
+        too: a short one as a second prompt, a long one in its sentence passages.
+
         ``truncated`` is set on every window when some part of the message was not read: even windows
         without overlap would be more than ``max_windows`` (they are then spread evenly over it), or more
         than MAX_MESSAGE_CHARS characters were given.
         """
         budget = self.max_message_tokens
         message, ids, cut = self._message_ids(text if normalized else normalize_message(text))
+        loose = undo_leetspeak(message, loose=True)
         if len(ids) <= budget:
-            return [PromptIds(self.prefix, ids, self.suffix, truncated=cut)]
+            parts = [ids]
+            if loose != message:
+                parts.append(self._head_and_tail(self._encode(f" {loose}"))[0])
+            return [PromptIds(self.prefix, part, self.suffix, truncated=cut) for part in parts]
         last = len(ids) - budget
         # Half-overlapping windows; when that needs more than max_windows, the overlap shrinks (down to
         # none) before any token goes unread.
@@ -232,7 +243,7 @@ class PromptBuilder:
             cut = True
             starts = [round(i * last / (max_windows - 1)) for i in range(max_windows)] if max_windows > 1 else [0]
         windows = [ids[start:start + budget] for start in starts]
-        passages = self._sentence_passages(message, max_windows)
+        passages = self._sentence_passages(loose, max_windows)
         return [PromptIds(self.prefix, part, self.suffix, truncated=cut) for part in windows + passages]
 
     def encode_example(self, text: str, label: str) -> tuple[list[int], list[int]]:

@@ -35,6 +35,17 @@ def test_a_short_message_is_one_window(tokenizer):
     assert builder.encode_windows("hello there") == [builder.encode("hello there")]
 
 
+def test_words_only_a_loose_reading_of_leetspeak_decodes_are_read_both_ways(tokenizer):
+    builder = PromptBuilder(tokenizer, max_message_tokens=64)
+    as_written, loosely = builder.encode_windows("they 4r3 4pe5")
+    assert as_written == builder.encode("they 4r3 4pe5")
+    assert loosely.message == builder._encode(" they are apes")
+    # A long message reads its sentence passages loosely; its windows read it as written.
+    long = "hello there friends. " * 30 + "they 4r3 4pe5. " + "see you all soon. " * 30
+    parts = [builder.tokenizer.decode(p.message) for p in builder.encode_windows(long)]
+    assert any("they are apes" in part for part in parts) and any("4r3 4pe5" in part for part in parts)
+
+
 def test_too_many_windows_are_spread_over_the_message_and_marked_truncated(tokenizer):
     builder = PromptBuilder(tokenizer, max_message_tokens=16)
     text = " ".join(f"w{i}" for i in range(2000))
