@@ -173,6 +173,12 @@ SLOTS: dict[str, tuple[str, ...]] = {
     "insult_adj": ("stupid", "useless", "pathetic", "brain-dead", "clueless", "insufferable", "dense",
                    "painfully dumb", "embarrassing"),
     "profanity": ("fucking", "fuckin", "so fucking", "goddamn"),
+    # Slurs thrown at one person as an all-purpose insult, with no identity of theirs in view: offensive.
+    "insult_slur": ("retard", "tard", "spastic", "mongoloid", "bitch", "cunt", "twat", "pussy"),
+    "insult_slur_adj": ("retarded", "a retard", "spastic", "a total spastic", "a little bitch", "a cunt"),
+    # Slurs for a protected group, aimed at that group or at a person for belonging to it: hate.
+    "identity_slur": ("nigger", "faggot", "kike", "chink", "spic", "wetback", "towelhead", "tranny", "dyke",
+                      "gook", "raghead", "beaner", "coon", "sand nigger"),
     # Groups that are not protected by the guide: insulting them is offensive, not hate.
     "npg": ("{team} fans", "console players", "PC players", "mobile gamers", "the mods here",
             "the players in {guild}", "support mains", "tank mains", "crypto bros", "Android users",
@@ -574,6 +580,51 @@ CATEGORIES: tuple[Category, ...] = (
         "imagine [defending|being friends with] {npg}, [couldn't be me|embarrassing]",
         "{lead}{npg} are [power-tripping|useless|clueless] [clowns|idiots] [and everyone knows it|lol]",
     )),
+    Category("slur_as_insult", "offensive", "hostile",
+             why="a slur used as a generic insult at a person, with no identity in view, is offensive", templates=(
+        "{name} you [absolute|complete|utter|fucking] {insult_slur}",
+        "only a {insult_slur} would [queue|build|play] like that[, {name}|]",
+        "[quit|stop] [acting like|being] a {insult_slur}[, {name}|] and [read the chat|listen for once]",
+        "[lmao|lol|bro] this {insult_slur} [just|really] [fell off the map|missed every shot|sold the game]",
+        "are you [actually|literally|genuinely] {insult_slur_adj}? [look at|read] the [map|rules|chat]",
+        "[shut up|sit down|log off] you {insult_slur}",
+        "{name} [plays|drives|types] like a {insult_slur}",
+        "[which|what] {insult_slur} [pulled the boss|took my loot|muted the bot] [again|]",
+    )),
+)
+
+
+def _category(name: str) -> Category:
+    return next(category for category in CATEGORIES if category.name == name)
+
+
+# Hate that arrives between ordinary chat lines (the guide: the most severe part decides). Its slots take
+# whole templates of the everyday chat and of the hateful categories, expanded with the message's group.
+SLOTS["chat_line"] = _category("everyday_chat").templates
+SLOTS["hate_line"] = tuple(template for name in ("hate_dehumanising", "hate_exclusion", "hate_inferiority",
+                                                  "hate_stereotype", "hate_violence")
+                           for template in _category(name).templates if "{name}" not in template)
+
+CATEGORIES += (
+    Category("hate_slur_identity", "hate", "grim",
+             why="a slur for a protected group, aimed at the group or at someone for belonging to it, is hate",
+             templates=(
+        "[another|one more] {identity_slur} [moved in|joined the guild|got hired] [next door|today|this week]",
+        "[get|kick] [that|this] {identity_slur} out of [the lobby|our server|my team|the vc]",
+        "[of course|typical,] the {identity_slur}s [ruined|took over] [the neighbourhood|voice chat|the park]",
+        "{name} is a {identity_slur} and [should|needs to] [go back home|be banned|leave]",
+        "i [don't|won't] [play|talk|work] with {identity_slur}s",
+        "[bunch of|filthy|dirty] {identity_slur}s [everywhere|all over town] [now|these days]",
+        "[no|zero] {identity_slur}s [allowed|wanted] [in this guild|on my server|here]",
+        "[why|how] [did|does] [the mod|this server] let [a|some] {identity_slur} [in|speak]",
+    )),
+    Category("hate_between_chat", "hate", "grim",
+             why="hate put between friendly chat lines is still hate: the most severe part decides", templates=(
+        "{chat_line}. {hate_line}. {chat_line}",
+        "{chat_line}. [also|btw|anyway|oh and] {hate_line}",
+        "{hate_line}. [anyway|lol anyway|but yeah], {chat_line}",
+        "{chat_line}, [but|and] [honestly|tbh|ngl] {hate_line}. {chat_line}",
+    )),
 )
 
 CATEGORY_LABELS: dict[str, str] = {category.name: category.label for category in CATEGORIES}
@@ -612,14 +663,19 @@ _SLOT = re.compile(r"\{(\w+)\}")
 _GROUP_FIELDS = ("group", "one", "bare", "pred", "kin", "detail")
 
 
-def generate_templated(seed: int, per_category: int) -> list[Example]:
-    """``per_category`` examples of every category in CATEGORIES, the same list for the same seed.
+def generate_templated(seed: int, per_category: int, counts: dict[str, int] | None = None) -> list[Example]:
+    """``per_category`` examples of every category in CATEGORIES (``counts[name]`` for the categories it
+    names), the same list for the same seed.
 
     No two examples share a normalised text, and none is a near-duplicate (the same words once fillers
     such as "ngl" and emoji are left out). A category whose templates cannot give that many distinct
     messages gives fewer; `category_capacity` tells how many it can.
     """
-    if per_category < 0:
+    counts = counts or {}
+    unknown = sorted(set(counts) - set(CATEGORY_LABELS))
+    if unknown:
+        raise ValueError(f"unknown categories {', '.join(unknown)}; they are: {', '.join(CATEGORY_LABELS)}")
+    if per_category < 0 or any(count < 0 for count in counts.values()):
         raise ValueError("per_category must be 0 or more")
     seen_texts: set[str] = set()
     seen_cores: set[str] = set()
@@ -627,9 +683,10 @@ def generate_templated(seed: int, per_category: int) -> list[Example]:
     for category in CATEGORIES:
         # One generator per category, seeded by name: adding a category does not change the others.
         rng = random.Random(f"{seed}:{category.name}")
+        wanted = counts.get(category.name, per_category)
         made = 0
-        for _ in range(per_category * 200):
-            if made == per_category:
+        for _ in range(wanted * 200):
+            if made == wanted:
                 break
             core = _expand(rng.choice(category.templates), rng)
             core_key = _near_duplicate_key(core)
@@ -665,6 +722,7 @@ def _expand(template: str, rng: random.Random) -> str:
             break
         text = expanded
     text = re.sub(r"\s+", " ", text)
+    text = re.sub(r"([?!])\.|(?<!\.)(\.)\.(?!\.)", r"\1\2", text)  # a line ending "?" or "." joined by ". "
     return re.sub(r"\s+([,.?!:])", r"\1", text).strip()
 
 

@@ -30,6 +30,9 @@ def register(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=0, metavar="N", help="the same seed writes the same file (default 0)")
     parser.add_argument("--per-category", type=int, default=100, metavar="N",
                         help="templated examples per category (default 100)")
+    parser.add_argument("--category", action="append", default=[], metavar="NAME=N", dest="categories",
+                        help="N templated examples of category NAME instead of --per-category (repeatable; "
+                             "0 leaves it out)")
     parser.add_argument("--obfuscate-from", type=Path, nargs="+", action="extend", default=[], metavar="FILE",
                         help="labelled files whose hate and offensive messages are also obfuscated and "
                              "injected (any format `modbot train` reads; their own lines are not written)")
@@ -53,7 +56,8 @@ def run_augment(args: argparse.Namespace) -> int:
     if args.out.suffix.lower() not in _JSONL_SUFFIXES:
         raise ModbotError(f"--out {args.out}: the file is JSONL, so its name must end in .jsonl.")
 
-    templated = augment.generate_templated(args.seed, args.per_category)
+    counts = _category_counts(args.categories, augment.CATEGORY_LABELS)
+    templated = augment.generate_templated(args.seed, args.per_category, counts)
     # Read every file before generating anything, so a bad one fails fast with its own message.
     extra = [example for path in args.obfuscate_from for example in read_examples(path)]
     pool = templated + extra
@@ -72,12 +76,25 @@ def run_augment(args: argparse.Namespace) -> int:
     short = [(what, made, wanted) for what, made, wanted in (
         ("obfuscated", len(obfuscated), obfuscate_count), ("injected", len(injected), inject_count),
     ) if made < wanted]
-    short += [(name, count, args.per_category) for name, count in
-              Counter(e.category for e in templated).items() if count < args.per_category]
+    short += [(name, count, counts.get(name, args.per_category)) for name, count in
+              Counter(e.category for e in templated).items() if count < counts.get(name, args.per_category)]
     for what, made, wanted in short:
         print(f"modbot: warning: {what}: {made} distinct examples, not {wanted}", file=sys.stderr)
     print(f"modbot: wrote {len(written)} examples to {args.out}", file=sys.stderr)
     return 0
+
+
+def _category_counts(options: list[str], known: dict[str, str]) -> dict[str, int]:
+    """--category NAME=N options as {NAME: N}, with a message naming what is wrong in a bad one."""
+    counts = {}
+    for option in options:
+        name, _, count = option.partition("=")
+        if name not in known:
+            raise ModbotError(f"--category {option}: no category {name!r}. The categories are: {', '.join(known)}.")
+        if not count.isdigit():
+            raise ModbotError(f"--category {option}: give a count of 0 or more after '=', e.g. {name}=40.")
+        counts[name] = int(count)
+    return counts
 
 
 def _count_table(examples) -> str:

@@ -22,7 +22,8 @@ EXPECTED_CATEGORIES = {
     "negated_hate": "neutral", "reported_hate": "neutral", "criticism_not_people": "neutral",
     "benign_violent_words": "neutral", "everyday_chat": "neutral",
     "hate_dehumanising": "hate", "hate_violence": "hate", "hate_exclusion": "hate", "hate_inferiority": "hate",
-    "hate_stereotype": "hate", "hate_threat_identity": "hate",
+    "hate_stereotype": "hate", "hate_threat_identity": "hate", "hate_slur_identity": "hate",
+    "hate_between_chat": "hate", "slur_as_insult": "offensive",
     "insult_person": "offensive", "threat_person": "offensive", "self_harm_incitement": "offensive",
     "harassment": "offensive", "profanity_untargeted": "offensive", "insult_nonprotected_group": "offensive",
 }
@@ -161,8 +162,19 @@ def test_cli_output_is_the_same_for_the_same_seed(tmp_path, capsys):
     assert first.read_bytes() == second.read_bytes()
 
 
+def test_cli_category_counts_override_the_default(tmp_path, capsys):
+    out = tmp_path / "aug.jsonl"
+    assert main(["augment", "--out", str(out), "--per-category", "2", "--category", "counter_quote=9",
+                 "--category", "everyday_chat=0", "--obfuscate-count", "0", "--inject-count", "0"]) == 0
+    categories = Counter(json.loads(line)["category"] for line in out.read_text(encoding="utf-8").splitlines())
+    assert categories["counter_quote"] == 9 and "everyday_chat" not in categories
+    assert categories["insult_person"] == 2
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--obfuscate-from", "{tmp}/missing.csv"], "missing.csv: no such file."),
+    (["--category", "counter_qoute=4"], "no category 'counter_qoute'. The categories are: identity_self"),
+    (["--category", "counter_quote"], "give a count of 0 or more after '='"),
     (["--per-category", "-1"], "--per-category must be 0 or more"),
     (["--per-category", "0", "--obfuscate-count", "5"], "no hate or offensive messages"),
 ])
