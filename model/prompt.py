@@ -46,7 +46,10 @@ DEFAULT_MAX_WINDOWS = 64
 # around it in a 64-token window. So a long message's sentences are also read on their own, packed
 # (consecutive sentences together) up to half a window each: a message costs at most 64 windows plus
 # 64 such passages, and the passages are short.
-_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
+# A sentence ends at closing punctuation, or where chat leaves it out: a word is followed by a capitalised
+# one ("... never treated Good morning everyone"). A hateful line pasted without its full stop is then
+# still read apart from the harmless sentence after it. "I" starts no sentence by itself.
+_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|(?<=[a-z0-9,;:])\s+(?=(?!I\b)[A-Z][a-z])")
 # Characters kept before tokenising (head and tail): five times Discord's limit, so tokenising a pasted
 # novel never costs more than classifying it.
 MAX_MESSAGE_CHARS = 20_000

@@ -46,6 +46,17 @@ def test_words_only_a_loose_reading_of_leetspeak_decodes_are_read_both_ways(toke
     assert any("they are apes" in part for part in parts) and any("4r3 4pe5" in part for part in parts)
 
 
+def test_a_sentence_without_its_full_stop_is_still_read_apart_from_the_next(tokenizer):
+    builder = PromptBuilder(tokenizer, max_message_tokens=16)
+    message = ("we met at the station and walked along the river for an hour or two. "
+               "those people are vermin and should all be thrown out "
+               "Good morning everyone, I hope you all slept well and had a nice breakfast")
+    passages = [builder.tokenizer.decode(p).strip() for p in builder._sentence_passages(message, 64)]
+    assert any(p.startswith("those people are vermin") and "Good" not in p for p in passages)
+    assert any(p.startswith("Good morning everyone") for p in passages)
+    assert not any(p.startswith("I hope") for p in passages)  # "I" starts no sentence
+
+
 def test_too_many_windows_are_spread_over_the_message_and_marked_truncated(tokenizer):
     builder = PromptBuilder(tokenizer, max_message_tokens=16)
     text = " ".join(f"w{i}" for i in range(2000))
@@ -120,7 +131,9 @@ def test_a_long_message_s_sentences_are_also_read_on_their_own(tokenizer):
     filler = "We met at the station and talked about the weather for a while. "
     text = filler * 6 + "They are vermin. " + filler * 6
     windows = builder.encode_windows(text)
-    passages = windows[len(builder.encode_windows(text.replace(". ", " "))):]  # the same windows, no sentences
+    without_passages = PromptBuilder(tokenizer, max_message_tokens=32)
+    without_passages._sentence_passages = lambda message, max_passages: []
+    passages = windows[len(without_passages.encode_windows(text)):]
     # The hidden sentence is read without a window's worth of filler around it.
     sentence = builder._encode(" They are vermin.")
     assert any(len(p.message) <= 16 + len(sentence)
