@@ -618,6 +618,17 @@ CATEGORIES += (
         "[no|zero] {identity_slur}s [allowed|wanted] [in this guild|on my server|here]",
         "[why|how] [did|does] [the mod|this server] let [a|some] {identity_slur} [in|speak]",
     )),
+    Category("hate_as_question", "hate", "grim",
+             why="an attack on a group phrased as a question is still an attack: hate", templates=(
+        "why are {group} [always|so often] {neg_adj}? [asking for a friend|just saying|]",
+        "how come {group} are [always|so often] {neg_adj}?",
+        "[isn't it|is it not] [obvious|clear] by now that {group} are {vermin}?",
+        "[who else|anyone else] [thinks|think] {group} should be [sent back|kicked out|locked up]?",
+        "[why|how] [do we|does anyone] still let {group} [vote|teach|live here]?",
+        "[can|could] someone explain why {group} [can't|never] [stop breeding|act human|behave like people]?",
+        "[when|how soon] [are we|is someone] going to [deal with|get rid of] the {group} [problem|question]?",
+        "[so|ok so] [is it|isn't it] just [facts|science] that {group} are {neg_adj}?",
+    )),
     Category("hate_between_chat", "hate", "grim",
              why="hate put between friendly chat lines is still hate: the most severe part decides", templates=(
         "{chat_line}. {hate_line}. {chat_line}",

@@ -23,7 +23,7 @@ EXPECTED_CATEGORIES = {
     "benign_violent_words": "neutral", "everyday_chat": "neutral",
     "hate_dehumanising": "hate", "hate_violence": "hate", "hate_exclusion": "hate", "hate_inferiority": "hate",
     "hate_stereotype": "hate", "hate_threat_identity": "hate", "hate_slur_identity": "hate",
-    "hate_between_chat": "hate", "slur_as_insult": "offensive",
+    "hate_between_chat": "hate", "hate_as_question": "hate", "slur_as_insult": "offensive",
     "insult_person": "offensive", "threat_person": "offensive", "self_harm_incitement": "offensive",
     "harassment": "offensive", "profanity_untargeted": "offensive", "insult_nonprotected_group": "offensive",
 }

@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--davidson-per-class", type=int, default=600)
     parser.add_argument("--wiki-neutral", type=int, default=400, help="ordinary Wikipedia comments to include")
     parser.add_argument("--toxigen-hate", type=int, help="at most this many of ToxiGen's hateful statements (default all)")
+    parser.add_argument("--toxigen-neutral", type=int,
+                        help="at most this many of ToxiGen's ordinary statements (default all)")
+    parser.add_argument("--wiki-flagged", type=int, help="at most this many toxic Wikipedia comments (default all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
@@ -51,10 +54,17 @@ def main(argv: list[str] | None = None) -> int:
         hateful = [e for e in toxigen if e.label == "hate"]
         random.Random(args.seed).shuffle(hateful)
         toxigen = [e for e in toxigen if e.label != "hate"] + hateful[: args.toxigen_hate]
+    if args.toxigen_neutral is not None:
+        ordinary = [e for e in toxigen if e.label == "neutral"]
+        random.Random(args.seed).shuffle(ordinary)
+        toxigen = [e for e in toxigen if e.label != "neutral"] + ordinary[: args.toxigen_neutral]
     wiki, _ = without(read_examples(data / "wiki_toxicity_labelled.csv"), held_out)
     wiki_flagged = [e for e in wiki if e.label != "neutral"]
     wiki_neutral = [e for e in wiki if e.label == "neutral"]
     random.Random(args.seed).shuffle(wiki_neutral)
+    if args.wiki_flagged is not None:
+        random.Random(args.seed).shuffle(wiki_flagged)
+        wiki_flagged = wiki_flagged[: args.wiki_flagged]
     augmented: list[Example] = []
     for path in args.augment:
         part, _ = without(read_examples(path), held_out)
