@@ -117,15 +117,49 @@ def soup_weights(members: Sequence[Member]) -> tuple[dict[str, torch.Tensor], in
     return weights, rank
 
 
+def compress(weights: dict[str, torch.Tensor], max_rank: int) -> tuple[dict[str, torch.Tensor], int]:
+    """The same deltas at rank ``max_rank`` at most: each module's B @ A by its truncated SVD.
+
+    A soup's rank is the sum of its members' and so is its file; members that start from one another are
+    close, so their sum has far fewer directions that matter. For each module, with B = Qb Rb and
+    A^T = Qa Ra, B @ A = Qb (Rb Ra^T) Qa^T, and the SVD of the small core Rb Ra^T gives the best rank-k
+    approximation (Eckart-Young) without forming the full delta. Scale stays 1 (alpha = r).
+    """
+    compressed: dict[str, torch.Tensor] = {}
+    rank = 0
+    for key_a in [key for key in weights if "lora_A" in key]:
+        key_b = key_a.replace("lora_A", "lora_B")
+        a, b = weights[key_a].double(), weights[key_b].double()
+        if a.shape[0] <= max_rank:
+            compressed[key_a], compressed[key_b] = weights[key_a], weights[key_b]
+            rank = max(rank, a.shape[0])
+            continue
+        qb, rb = torch.linalg.qr(b)
+        qa, ra = torch.linalg.qr(a.T)
+        u, singular, vh = torch.linalg.svd(rb @ ra.T)
+        root = singular[:max_rank].sqrt()
+        compressed[key_b] = (qb @ (u[:, :max_rank] * root)).float().contiguous()
+        compressed[key_a] = ((root[:, None] * vh[:max_rank]) @ qa.T).float().contiguous()
+        rank = max_rank
+    return compressed, rank
+
+
 def make_soup(adapters: Sequence[Path | str], out: Path, version: str | None = None, overwrite: bool = False,
-              extra: dict | None = None, echo=print) -> dict:
-    """Write the soup of ``adapters`` to ``out`` (atomically) and return its metadata (plus ``extra``)."""
+              extra: dict | None = None, echo=print, max_rank: int | None = None) -> dict:
+    """Write the soup of ``adapters`` to ``out`` (atomically) and return its metadata (plus ``extra``).
+
+    ``max_rank`` compresses the soup to that LoRA rank (`compress`), for a smaller file.
+    """
     from safetensors.torch import save_file
 
+    if max_rank is not None and max_rank < 1:
+        raise TrainingError(f"--max-rank {max_rank} is not valid: use 1 or more.")
     artifacts.check_destination(out, overwrite)
     members = [read_member(path) for path in adapters]
     check_members(members)
     weights, rank = soup_weights(members)
+    if max_rank is not None and max_rank < rank:
+        weights, rank = compress(weights, max_rank)
     config = {**members[0].config, "r": rank, "lora_alpha": rank, "use_rslora": False}
     training_set = merge_sources([m.info.path / TRAINING_SET_FILE for m in members
                                   if (m.info.path / TRAINING_SET_FILE).is_file()]).examples

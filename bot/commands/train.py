@@ -65,6 +65,9 @@ def register(subparsers) -> None:
     soup.add_argument("--version", help="version name recorded in the metadata (default soup-TIMESTAMP)")
     soup.add_argument("--eval-on", type=Path, action="append", default=[],
                       help="labelled file to measure the soup on (eval_<name>.json is written; repeatable)")
+    soup.add_argument("--max-rank", type=int, metavar="R",
+                      help="compress the soup to LoRA rank R at most (truncated SVD of each layer's change): the "
+                           "soup's rank is otherwise the members' ranks summed, and so is its file")
     soup.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     soup.add_argument("--threads", type=int, help="CPU threads for torch (default: all cores)")
     soup.set_defaults(handler=run_soup)
@@ -213,7 +216,8 @@ def run_soup(args: argparse.Namespace) -> int:
     if missing:  # before the soup is written, not after
         raise TrainingError(f"--eval-on {missing[0]}: no such file.")
     settings = ModelSettings.from_env() if args.eval_on else None  # a wrong setting, too
-    make_soup(args.adapters, args.out, version=args.version, overwrite=args.overwrite, echo=_echo)
+    make_soup(args.adapters, args.out, version=args.version, overwrite=args.overwrite, echo=_echo,
+              max_rank=args.max_rank)
     if args.eval_on:
         _set_threads(args.threads)
         evaluate_soup(args.out, args.eval_on, settings, echo=_echo)

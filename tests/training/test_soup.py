@@ -72,6 +72,37 @@ def test_the_soup_changes_each_weight_by_the_mean_of_its_members_changes(members
     assert {e.text for e in read_examples(tmp_path / "soup" / TRAINING_SET_FILE)} == members_texts
 
 
+def test_a_compressed_soup_keeps_the_best_low_rank_change_of_each_layer(members, tmp_path):
+    from safetensors.torch import load_file
+
+    from training.soup import compress, read_member, soup_weights
+
+    first, second, _ = members
+    weights, rank = soup_weights([read_member(first.out), read_member(second.out)])
+    assert rank == 12
+    same, same_rank = compress(weights, 12)  # at its own rank: nothing to cut
+    assert same_rank == 12 and all(torch.equal(same[key], weights[key]) for key in weights)
+    cut, cut_rank = compress(weights, 3)
+    assert cut_rank == 3
+    for key_a in [key for key in weights if "lora_A" in key]:
+        key_b = key_a.replace("lora_A", "lora_B")
+        delta = weights[key_b].double() @ weights[key_a].double()
+        assert cut[key_a].shape[0] == 3 and cut[key_b].shape[1] == 3
+        # The truncated SVD of the full change, computed directly (Eckart-Young: the best rank-3 change).
+        u, singular, vh = torch.linalg.svd(delta)
+        best = (u[:, :3] * singular[:3]) @ vh[:3]
+        error = (cut[key_b].double() @ cut[key_a].double() - best).norm() / max(best.norm(), 1e-12)
+        assert error < 1e-4, (key_a, float(error))
+
+    make_soup([first.out, second.out], tmp_path / "small", max_rank=5, echo=lambda line: None)
+    config = json.loads((tmp_path / "small" / PEFT_CONFIG_FILE).read_text())
+    assert config["r"] == 5 and config["lora_alpha"] == 5
+    assert all(t.shape[0] == 5 for k, t in load_file(tmp_path / "small" / "adapter_model.safetensors").items()
+               if "lora_A" in k)
+    with pytest.raises(TrainingError, match="--max-rank 0 is not valid"):
+        make_soup([first.out, second.out], tmp_path / "none", max_rank=0, echo=lambda line: None)
+
+
 def test_a_soup_needs_two_compatible_lora_adapters(members, tmp_path):
     first, second, one_d = members
     quiet = {"echo": lambda line: None}
