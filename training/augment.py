@@ -757,7 +757,7 @@ def _style(core: str, category: Category, rng: random.Random) -> str:
     """Dress a message as chat: wrapping, ending, emoji and casing vary, the meaning does not."""
     text = core
     if category.label in ATTACK_LABELS and rng.random() < WRAP_SHARE:
-        chat = _expand(rng.choice(_CHAT.templates), rng)
+        chat = _expand(rng.choice(SLOTS["chat_line"]), rng)
         text = _join(chat, text, rng) if rng.random() < 0.5 else _join(text, chat, rng)
     if text[-1] not in "?!.":
         text += rng.choice(ENDINGS[category.tone])
@@ -779,12 +779,9 @@ def _join(first: str, second: str, rng: random.Random) -> str:
     return first + rng.choice((". ", "\n", " ... ", ", anyway ")) + second
 
 
-_CHAT = next(category for category in CATEGORIES if category.name == "everyday_chat")
-
-
 def category_capacity(category: str, seed: int = 0, tries: int = 20000) -> int:
     """How many distinct messages (by near-duplicate key) ``tries`` expansions of a category give."""
-    spec = next(c for c in CATEGORIES if c.name == category)
+    spec = _category(category)
     rng = random.Random(seed)
     return len({_near_duplicate_key(_expand(rng.choice(spec.templates), rng)) for _ in range(tries)})
 
