@@ -104,17 +104,35 @@ def check_members(members: Sequence[Member]) -> None:
             raise TrainingError(f"{member.info.path} and {first.info.path} adapt different layers.")
 
 
-def soup_weights(members: Sequence[Member]) -> tuple[dict[str, torch.Tensor], int]:
-    """The averaged delta as one LoRA state dict with scale 1 (alpha = r), and its rank."""
-    n = len(members)
+def soup_weights(members: Sequence[Member], shares: Sequence[float] | None = None,
+                 ) -> tuple[dict[str, torch.Tensor], int]:
+    """The averaged delta as one LoRA state dict with scale 1 (alpha = r), and its rank.
+
+    ``shares`` weighs the members (they are normalised to sum to 1); by default each counts 1/n.
+    """
+    shares = check_shares(shares, len(members))
     weights: dict[str, torch.Tensor] = {}
     for key in members[0].weights:
         if "lora_A" in key:
             weights[key] = torch.cat([m.weights[key].float() for m in members], dim=0).contiguous()
         else:
-            weights[key] = torch.cat([m.weights[key].float() * (m.scale / n) for m in members], dim=1).contiguous()
+            weights[key] = torch.cat([m.weights[key].float() * (m.scale * share)
+                                      for m, share in zip(members, shares, strict=True)], dim=1).contiguous()
     rank = sum(int(m.config["r"]) for m in members)
     return weights, rank
+
+
+def check_shares(shares: Sequence[float] | None, members: int) -> list[float]:
+    """Each member's share of the soup, summing to 1: equal by default."""
+    if shares is None:
+        return [1 / members] * members
+    if len(shares) != members:
+        raise TrainingError(f"--weight was given {len(shares)} times for {members} adapters: give one per adapter, "
+                            "in the same order, or none for an even average.")
+    if any(not share > 0 for share in shares):  # also NaN
+        raise TrainingError(f"--weight {', '.join(f'{share:g}' for share in shares)}: every weight must be positive.")
+    total = sum(shares)
+    return [share / total for share in shares]
 
 
 def compress(weights: dict[str, torch.Tensor], max_rank: int) -> tuple[dict[str, torch.Tensor], int]:
@@ -145,10 +163,12 @@ def compress(weights: dict[str, torch.Tensor], max_rank: int) -> tuple[dict[str,
 
 
 def make_soup(adapters: Sequence[Path | str], out: Path, version: str | None = None, overwrite: bool = False,
-              extra: dict | None = None, echo=print, max_rank: int | None = None) -> dict:
+              extra: dict | None = None, echo=print, max_rank: int | None = None,
+              shares: Sequence[float] | None = None) -> dict:
     """Write the soup of ``adapters`` to ``out`` (atomically) and return its metadata (plus ``extra``).
 
-    ``max_rank`` compresses the soup to that LoRA rank (`compress`), for a smaller file.
+    ``max_rank`` compresses the soup to that LoRA rank (`compress`), for a smaller file. ``shares`` weighs
+    the members (normalised to sum to 1); by default the soup is their even average.
     """
     from safetensors.torch import save_file
 
@@ -157,13 +177,15 @@ def make_soup(adapters: Sequence[Path | str], out: Path, version: str | None = N
     artifacts.check_destination(out, overwrite)
     members = [read_member(path) for path in adapters]
     check_members(members)
-    weights, rank = soup_weights(members)
+    shares = check_shares(shares, len(members))
+    weights, rank = soup_weights(members, shares)
     if max_rank is not None and max_rank < rank:
         weights, rank = compress(weights, max_rank)
     config = {**members[0].config, "r": rank, "lora_alpha": rank, "use_rslora": False}
     training_set = merge_sources([m.info.path / TRAINING_SET_FILE for m in members
                                   if (m.info.path / TRAINING_SET_FILE).is_file()]).examples
-    metadata = _metadata(members, rank, version or f"soup-{datetime.now(UTC):%Y%m%d-%H%M%S}", len(training_set))
+    metadata = _metadata(members, shares, rank, version or f"soup-{datetime.now(UTC):%Y%m%d-%H%M%S}",
+                         len(training_set))
     metadata.update(extra or {})
 
     def fill(tmp: Path) -> None:
@@ -179,7 +201,8 @@ def make_soup(adapters: Sequence[Path | str], out: Path, version: str | None = N
     return metadata
 
 
-def _metadata(members: Sequence[Member], rank: int, version: str, training_examples: int) -> dict:
+def _metadata(members: Sequence[Member], shares: Sequence[float], rank: int, version: str,
+              training_examples: int) -> dict:
     first = members[0].info.metadata
     keep = ("base_model", "base_fingerprint", "quantization", "template_id", "labels", "strategy",
             "max_message_tokens")
@@ -189,9 +212,9 @@ def _metadata(members: Sequence[Member], rank: int, version: str, training_examp
         "few_shot_examples": [],
         # Each member's own record: how it was trained and how it measured on its own.
         "soup_of": [{"version": m.info.version, "path": str(m.info.path), "lora_r": m.config["r"],
-                     "lora_alpha": m.config["lora_alpha"],
+                     "lora_alpha": m.config["lora_alpha"], "share": round(share, 6),
                      **{key: m.info.metadata.get(key) for key in _MEMBER_RECORD}}
-                    for m in members],
+                    for m, share in zip(members, shares, strict=True)],
         # The members' recipe, not the soup's rank: a retrain from this adapter trains one adapter that way.
         "hyperparameters": {key: value for key, value in (first.get("hyperparameters") or {}).items()
                             if key != "version"},

@@ -68,6 +68,9 @@ def register(subparsers) -> None:
     soup.add_argument("--max-rank", type=int, metavar="R",
                       help="compress the soup to LoRA rank R at most (truncated SVD of each layer's change): the "
                            "soup's rank is otherwise the members' ranks summed, and so is its file")
+    soup.add_argument("--weight", type=float, action="append", metavar="W", dest="weights",
+                      help="each adapter's weight in the soup, once per adapter in their order (normalised to sum "
+                           "to 1; default: an even average)")
     soup.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     soup.add_argument("--threads", type=int, help="CPU threads for torch (default: all cores)")
     soup.set_defaults(handler=run_soup)
@@ -217,7 +220,7 @@ def run_soup(args: argparse.Namespace) -> int:
         raise TrainingError(f"--eval-on {missing[0]}: no such file.")
     settings = ModelSettings.from_env() if args.eval_on else None  # a wrong setting, too
     make_soup(args.adapters, args.out, version=args.version, overwrite=args.overwrite, echo=_echo,
-              max_rank=args.max_rank)
+              max_rank=args.max_rank, shares=args.weights)
     if args.eval_on:
         _set_threads(args.threads)
         evaluate_soup(args.out, args.eval_on, settings, echo=_echo)

@@ -72,6 +72,34 @@ def test_the_soup_changes_each_weight_by_the_mean_of_its_members_changes(members
     assert {e.text for e in read_examples(tmp_path / "soup" / TRAINING_SET_FILE)} == members_texts
 
 
+def test_a_weighted_soup_changes_each_weight_by_the_weighted_mean(members, tiny_settings, tmp_path):
+    first, second, _ = members
+    # Weights 3 and 1 are normalised to shares 0.75 and 0.25.
+    make_soup([first.out, second.out], tmp_path / "weighted", shares=[3, 1], echo=lambda line: None)
+
+    base = _merged_weights(tiny_settings)
+    merged = {path: _merged_weights(replace(tiny_settings, adapter=path, use_default_adapter=True))
+              for path in (first.out, second.out, tmp_path / "weighted")}
+    changed = 0
+    for name, weight in base.items():
+        expected = 0.75 * (merged[first.out][name] - weight) + 0.25 * (merged[second.out][name] - weight)
+        if not expected.any():
+            continue
+        error = (merged[tmp_path / "weighted"][name] - weight - expected).norm() / expected.norm()
+        assert error < 2e-3, (name, float(error))
+        changed += 1
+    assert changed > 0
+    meta = json.loads((tmp_path / "weighted" / METADATA_FILE).read_text())
+    assert [m["share"] for m in meta["soup_of"]] == [0.75, 0.25]
+
+    quiet = {"echo": lambda line: None}
+    with pytest.raises(TrainingError, match="given 1 times for 2 adapters"):
+        make_soup([first.out, second.out], tmp_path / "w1", shares=[1], **quiet)
+    with pytest.raises(TrainingError, match="must be positive"):
+        make_soup([first.out, second.out], tmp_path / "w2", shares=[1, 0], **quiet)
+    assert not (tmp_path / "w1").exists() and not (tmp_path / "w2").exists()
+
+
 def test_a_compressed_soup_keeps_the_best_low_rank_change_of_each_layer(members, tmp_path):
     from safetensors.torch import load_file
 
