@@ -43,12 +43,16 @@ TRUNCATION_MARK = " [...]"
 # truncated, so one message never costs more than 64 windows (bench/long_messages.py).
 DEFAULT_MAX_WINDOWS = 64
 # A short hateful sentence in the middle of a long, harmless message is drowned by the harmless text
-# around it in a 64-token window. So a long message's sentences are also read on their own, packed
-# (consecutive sentences together) up to half a window each: a message costs at most 64 windows plus
-# 64 such passages, and the passages are short.
+# around it in a 64-token window, and even by one harmless sentence beside it. So a long message's
+# sentences are also read each on its own, up to 128 of them (twice the windows: a sentence is a quarter
+# of a window on average, and the instruction's cache is shared, so they cost about as much as half the
+# windows). A message with more sentences than that (over Discord's limit, or one-word lines) has them
+# packed, consecutive ones together, into at most 128 passages. The windows read every sentence in its
+# context; the passages read it without anything around it.
 # A sentence ends at closing punctuation, or where chat leaves it out: a word is followed by a capitalised
 # one ("... never treated Good morning everyone"). A hateful line pasted without its full stop is then
 # still read apart from the harmless sentence after it. "I" starts no sentence by itself.
+MAX_PASSAGES_PER_WINDOW = 2
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|(?<=[a-z0-9,;:])\s+(?=(?!I\b)[A-Z][a-z])")
 # Characters kept before tokenising (head and tail): five times Discord's limit, so tokenising a pasted
 # novel never costs more than classifying it.
@@ -170,12 +174,15 @@ class PromptBuilder:
         return message, self._encode(f" {message}"), cut
 
     def _sentence_passages(self, message: str, max_passages: int) -> list[tuple[int, ...]]:
-        """A long message's sentences, consecutive ones packed up to half a window (a longer sentence alone,
-        cut to the budget: the windows read all of it); the packing grows when that makes too many."""
+        """A long message's sentences, each on its own (cut to the budget: the windows read all of it); when
+        there are more than ``max_passages``, consecutive ones are packed together, up to half a window
+        each and more if that still makes too many."""
         sentences = [self._encode(f" {s}") for s in _SENTENCE_END.split(message) if s.strip()]
         if len(sentences) < 2:
             return []
         budget = self.max_message_tokens
+        if len(sentences) <= max_passages:
+            return [ids[:budget] for ids in sentences]
         room = max(1, budget // 2)
         while True:
             passages: list[tuple[int, ...]] = []
@@ -219,7 +226,7 @@ class PromptBuilder:
                        normalized: bool = False) -> list[PromptIds]:
         """Every part of a message as prompts: one if it fits the budget, else windows overlapping by half
         (by less, when half-overlapping windows would be more than ``max_windows``), followed by its
-        sentences read on their own (at most ``max_windows`` passages; see _sentence_passages).
+        sentences read on their own (at most twice ``max_windows`` passages; see _sentence_passages).
 
         A message with words that only a loose reading of leetspeak decodes ("4r3 4pe5") is read that way
         too: a short one as a second prompt, a long one in its sentence passages.
@@ -246,7 +253,7 @@ class PromptBuilder:
             cut = True
             starts = [round(i * last / (max_windows - 1)) for i in range(max_windows)] if max_windows > 1 else [0]
         windows = [ids[start:start + budget] for start in starts]
-        passages = self._sentence_passages(loose, max_windows)
+        passages = self._sentence_passages(loose, MAX_PASSAGES_PER_WINDOW * max_windows)
         return [PromptIds(self.prefix, part, self.suffix, truncated=cut) for part in windows + passages]
 
     def encode_example(self, text: str, label: str) -> tuple[list[int], list[int]]:

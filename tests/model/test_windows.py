@@ -134,16 +134,23 @@ def test_a_long_message_s_sentences_are_also_read_on_their_own(tokenizer):
     without_passages = PromptBuilder(tokenizer, max_message_tokens=32)
     without_passages._sentence_passages = lambda message, max_passages: []
     passages = windows[len(without_passages.encode_windows(text)):]
-    # The hidden sentence is read without a window's worth of filler around it.
-    sentence = builder._encode(" They are vermin.")
-    assert any(len(p.message) <= 16 + len(sentence)
-               and any(p.message[i:i + len(sentence)] == sentence for i in range(len(p.message)))
-               for p in passages)
-    assert len(passages) <= len(text) // 10
+    # The hidden sentence is read with nothing around it, not even the harmless sentence before it.
+    assert any(p.message == builder._encode(" They are vermin.") for p in passages)
+    assert len(passages) == 13  # one per sentence
+
+
+def test_sentences_beyond_twice_max_windows_are_packed_together(tokenizer):
+    builder = PromptBuilder(tokenizer, max_message_tokens=32)
+    text = " ".join(f"Line {i} is here." for i in range(40))
+    alone = builder._sentence_passages(text, 40)
+    assert len(alone) == 40 and alone[7] == builder._encode(" Line 7 is here.")
+    packed = builder._sentence_passages(text, 39)
+    assert 0 < len(packed) <= 39 and all(len(p) <= 32 for p in packed)
+    assert sum(map(len, packed)) == sum(map(len, alone))  # every sentence once, in order
 
 
 def test_sentence_passages_are_bounded_by_max_windows(tokenizer):
     builder = PromptBuilder(tokenizer, max_message_tokens=16)
     text = "Yes. No. " * 500
     windows = builder.encode_windows(text, max_windows=8)
-    assert len(windows) <= 16
+    assert len(windows) <= 8 + 16  # windows, and at most twice as many passages
