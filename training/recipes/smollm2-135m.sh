@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Reproduces the shipped default adapter, model/adapters/smollm2-135m (smollm2-135m-chat-v5). Run it with
-# `make adapter`. Four steps:
+# Reproduces the shipped default adapter, model/adapters/smollm2-135m (smollm2-135m-chat-v6). Run it with
+# `make adapter`. Five steps:
 #
 #   1. Davidson soup (about 50 minutes on an idle 2-core CPU): three LoRA adapters trained on Davidson's
 #      tweets with seeds 1, 2 and 3, averaged (`modbot soup`). This was the shipped v3.
@@ -15,7 +15,11 @@
 #   4. Guide round (about 45 minutes): one member starts from v4 and runs one epoch over a third mix, weighted
 #      to the rules the functional suite found weak (quoted and denounced hate, slurs thrown at a person,
 #      identity slurs, hate between chat lines, threats, insults at groups the guide does not protect);
-#      the shipped adapter is its soup with v4, compressed to v4's rank (58 MB).
+#      its soup with v4, compressed to v4's rank, was the shipped v5.
+#   5. Two more rounds (about 40 minutes): two members start from v5 on two draws of a smaller mix that keeps
+#      every rule of the guide in it (R5, averaged); two members start from R5 on two draws of the same mix with
+#      threats at a person and threats because of identity, and both kinds of slur, at equal weight (R6,
+#      averaged). The shipped adapter is the soup of R5 and R6, compressed to rank 96 (58 MB).
 #
 # MODBOT_INIT_ADAPTER=DIR skips step 1 and starts step 3 from DIR (an adapter of the same base model).
 #
@@ -30,8 +34,9 @@ RUNS=${MODBOT_RUNS:-runs/shipped-adapter}
 SHIPPED=model/adapters/smollm2-135m
 MODBOT=.venv/bin/modbot
 PYTHON=.venv/bin/python
-VERSION=smollm2-135m-chat-v5
+VERSION=smollm2-135m-chat-v6
 V4=smollm2-135m-chat-v4
+V5=smollm2-135m-chat-v5
 
 mkdir -p "$RUNS"
 cp "$SHIPPED/test.jsonl" "$SHIPPED/dev.jsonl" "$RUNS/"   # the last step replaces $SHIPPED
@@ -111,9 +116,51 @@ MIX3=(--data-dir "$DATA" "${HELD_OUT[@]}" --davidson-per-class 300 --wiki-neutra
   --obfuscate-count 150 --inject-count 40 --out "$RUNS/augment3.jsonl"
 "$PYTHON" training/recipes/mix.py "${MIX3[@]}" --augment "$RUNS/augment3.jsonl" --out "$RUNS/mix3.jsonl"
 "$MODBOT" train --data "$RUNS/mix3.jsonl" --init-adapter "$RUNS/v4" --val-per-class 30 "${HELD_OUT[@]}" \
-  --epochs 1 --lr 5e-4 --threads 2 --seed 4 --version "$VERSION-round3" --out "$RUNS/round3" --overwrite
+  --epochs 1 --lr 5e-4 --threads 2 --seed 4 --version "$V5-round3" --out "$RUNS/round3" --overwrite
+"$MODBOT" soup "$RUNS/v4" "$RUNS/round3" --version "$V5" --max-rank 96 --out "$RUNS/v5" --overwrite
 
-"$MODBOT" soup "$RUNS/v4" "$RUNS/round3" --version "$VERSION" --max-rank 96 "${EVALS[@]}" --threads 2 \
+# -- 5. Two more rounds ---------------------------------------------------------------------------------
+# One member of a round: its own draw of the sources and of the augmentation (mix seed $1), weighted by the
+# categories in $4, trained one epoch from $2 at learning rate $3 with training seed $5, written to $6.
+SMALL_MIX=(--data-dir "$DATA" "${HELD_OUT[@]}" --davidson-per-class 200 --wiki-neutral 60 --toxigen-hate 100
+           --toxigen-neutral 300 --wiki-flagged 150)
+round_member() {
+  local mix_seed=$1 init=$2 lr=$3 weights=$4 seed=$5 out=$6
+  "$PYTHON" training/recipes/mix.py "${SMALL_MIX[@]}" --seed "$mix_seed" --out "$RUNS/sources$mix_seed.jsonl"
+  # shellcheck disable=SC2086  # $weights is a list of --category options
+  "$MODBOT" augment --seed "$mix_seed" --per-category 15 $weights --obfuscate-from "$RUNS/sources$mix_seed.jsonl" \
+    --obfuscate-count 90 --inject-count 25 --out "$RUNS/augment$mix_seed.jsonl"
+  "$PYTHON" training/recipes/mix.py "${SMALL_MIX[@]}" --seed "$mix_seed" --augment "$RUNS/augment$mix_seed.jsonl" \
+    --out "$RUNS/mix$mix_seed.jsonl"
+  "$MODBOT" train --data "$RUNS/mix$mix_seed.jsonl" --init-adapter "$init" --val-per-class 25 "${HELD_OUT[@]}" \
+    --epochs 1 --lr "$lr" --threads 1 --seed "$seed" --version "$VERSION-$(basename "$out")" --out "$out" --overwrite
+}
+# Both rounds keep every category in the mix; R5 leans on the rules v5 was weakest at, R6 then puts the two
+# sides of each hard boundary (a threat with or without an identity angle, a slur at a person or at a group)
+# at equal weight, because leaning on one side moved the model to it.
+R5_WEIGHTS="--category counter_quote=55 --category counter_denounce=40 --category negated_hate=25
+  --category insult_nonprotected_group=55 --category slur_as_insult=60 --category hate_slur_identity=60
+  --category hate_between_chat=30 --category threat_person=60 --category hate_as_question=50
+  --category hate_threat_identity=30 --category everyday_chat=25 --category criticism_not_people=25"
+R6_WEIGHTS="--category counter_quote=60 --category counter_denounce=40 --category negated_hate=25
+  --category insult_nonprotected_group=50 --category slur_as_insult=45 --category hate_slur_identity=60
+  --category hate_between_chat=25 --category threat_person=50 --category hate_as_question=30
+  --category hate_threat_identity=60 --category everyday_chat=25 --category criticism_not_people=20
+  --category benign_violent_words=25"
+pair() {  # two members of one round at once, then their soup: pair NAME INIT LR WEIGHTS SEED_A SEED_B
+  local name=$1 init=$2 lr=$3 weights=$4 a=$5 b=$6
+  round_member "$a" "$init" "$lr" "$weights" $((a + 1)) "$RUNS/${name}a" > "$RUNS/${name}a.log" 2>&1 &
+  local first=$!
+  round_member "$b" "$init" "$lr" "$weights" $((b + 1)) "$RUNS/${name}b" > "$RUNS/${name}b.log" 2>&1 &
+  local second=$!
+  wait "$first" && wait "$second" || { echo "a member of $name failed: see $RUNS/$name*.log" >&2; exit 1; }
+  "$MODBOT" soup "$RUNS/${name}a" "$RUNS/${name}b" --version "$VERSION-$name" --max-rank 96 --out "$RUNS/$name" \
+    --overwrite
+}
+pair round5 "$RUNS/v5" 3e-4 "$R5_WEIGHTS" 5 7
+pair round6 "$RUNS/round5" 2e-4 "$R6_WEIGHTS" 9 11
+
+"$MODBOT" soup "$RUNS/round5" "$RUNS/round6" --version "$VERSION" --max-rank 96 "${EVALS[@]}" --threads 2 \
   --out "$RUNS/chat" --overwrite
 cp "$RUNS/test.jsonl" "$RUNS/dev.jsonl" "$RUNS/chat/"
 rm -rf "$SHIPPED.old" && mv "$SHIPPED" "$SHIPPED.old" && mv "$RUNS/chat" "$SHIPPED" && rm -rf "$SHIPPED.old"
