@@ -51,9 +51,13 @@ DEFAULT_MAX_WINDOWS = 64
 # context; the passages read it without anything around it.
 # A sentence ends at closing punctuation, or where chat leaves it out: a word is followed by a capitalised
 # one ("... never treated Good morning everyone"). A hateful line pasted without its full stop is then
-# still read apart from the harmless sentence after it. "I" starts no sentence by itself.
+# still read apart from the harmless sentence after it. "I" starts no sentence by itself, and neither
+# does a capitalised word that would leave a piece of fewer than MIN_UNPUNCTUATED_WORDS words: prose
+# capitalises names ("... ceasing to be Jews."), and a bare group name read alone looks like an attack.
 MAX_PASSAGES_PER_WINDOW = 2
-_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|(?<=[a-z0-9,;:])\s+(?=(?!I\b)[A-Z][a-z])")
+MIN_UNPUNCTUATED_WORDS = 4
+_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
+_CAPITALISED_START = re.compile(r"(?<=[a-z0-9,;:])\s+(?=(?!I\b)[A-Z][a-z])")
 # Characters kept before tokenising (head and tail): five times Discord's limit, so tokenising a pasted
 # novel never costs more than classifying it.
 MAX_MESSAGE_CHARS = 20_000
@@ -98,6 +102,22 @@ def normalize_message(text: str) -> str:
     text = respell(text)
     text = _WHITESPACE.sub(" ", text).strip()
     return _MARKERS.sub(lambda m: f"{m.group(1)} -", text)
+
+
+def split_sentences(message: str) -> list[str]:
+    """A message's sentences: at closing punctuation, and at a capitalised word where chat leaves the full
+    stop out, unless that would leave a piece under MIN_UNPUNCTUATED_WORDS words (see _SENTENCE_END)."""
+    sentences = []
+    for sentence in _SENTENCE_END.split(message):
+        pieces: list[str] = []
+        for piece in _CAPITALISED_START.split(sentence):
+            if pieces and (len(piece.split()) < MIN_UNPUNCTUATED_WORDS
+                           or len(pieces[-1].split()) < MIN_UNPUNCTUATED_WORDS):
+                pieces[-1] = f"{pieces[-1]} {piece}"
+            else:
+                pieces.append(piece)
+        sentences += [piece for piece in pieces if piece.strip()]
+    return sentences
 
 
 def has_content(text: str | None) -> bool:
@@ -177,7 +197,7 @@ class PromptBuilder:
         """A long message's sentences, each on its own (cut to the budget: the windows read all of it); when
         there are more than ``max_passages``, consecutive ones are packed together, up to half a window
         each and more if that still makes too many."""
-        sentences = [self._encode(f" {s}") for s in _SENTENCE_END.split(message) if s.strip()]
+        sentences = [self._encode(f" {s}") for s in split_sentences(message)]
         if len(sentences) < 2:
             return []
         budget = self.max_message_tokens

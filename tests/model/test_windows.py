@@ -154,3 +154,16 @@ def test_sentence_passages_are_bounded_by_max_windows(tokenizer):
     text = "Yes. No. " * 500
     windows = builder.encode_windows(text, max_windows=8)
     assert len(windows) <= 8 + 16  # windows, and at most twice as many passages
+
+
+def test_a_capitalised_word_ends_a_sentence_only_between_pieces_of_four_words_or_more():
+    from model.prompt import split_sentences
+
+    # Chat that leaves the full stop out is still split where the next sentence starts.
+    assert split_sentences("those people are vermin Good morning everyone, how are you") == [
+        "those people are vermin", "Good morning everyone, how are you"]
+    # Prose capitalises names: a bare group name is not cut off to be read alone.
+    assert split_sentences("their rights depended on ceasing to be Jews. Holy Week starts on Sunday here") == [
+        "their rights depended on ceasing to be Jews.", "Holy Week starts on Sunday here"]
+    assert split_sentences("we met in Berlin last year and it was great") == [
+        "we met in Berlin last year and it was great"]
