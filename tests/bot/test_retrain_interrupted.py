@@ -54,8 +54,16 @@ def start_retrain(tmp_path: Path, tiny_model_dir: Path, first_adapter: Path) -> 
            "MODBOT_DEVICE": "cpu", "MODBOT_QUANTIZATION": "none", "MODBOT_ADAPTER": str(first_adapter),
            "MODBOT_ADAPTER_DIR": str(tmp_path / "adapters"), "MODBOT_RETRAIN_THREADS": "1",
            "MODBOT_CACHE_DIR": str(tmp_path / "cache"), "MODBOT_RETRAIN_OPTIONS": "epochs=500"}
+    # As a terminal starts it: Ctrl-C at its default. A child inherits an ignored SIGINT, and in a full run
+    # the Ctrl-C case failed that way (the job ran to its end, exit 0) while it passed alone: the test
+    # process can come to ignore SIGINT through what ran before it.
     return subprocess.Popen([sys.executable, "-m", "bot.cli", "retrain", "--force"], cwd=tmp_path, env=env,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for_training(process: subprocess.Popen, job_dir: Path, timeout: float = 240.0) -> None:
