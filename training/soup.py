@@ -108,9 +108,10 @@ def soup_weights(members: Sequence[Member], shares: Sequence[float] | None = Non
                  ) -> tuple[dict[str, torch.Tensor], int]:
     """The averaged delta as one LoRA state dict with scale 1 (alpha = r), and its rank.
 
-    ``shares`` weighs the members (they are normalised to sum to 1); by default each counts 1/n.
+    ``shares`` weighs the members and sums to 1 (`check_shares`); by default each counts 1/n.
     """
-    shares = check_shares(shares, len(members))
+    if shares is None:
+        shares = check_shares(None, len(members))
     weights: dict[str, torch.Tensor] = {}
     for key in members[0].weights:
         if "lora_A" in key:

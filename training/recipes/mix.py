@@ -29,6 +29,15 @@ from training.dataset import merge_sources, read_keys, take_per_class, to_jsonl,
 from training.formats import Example, read_examples  # noqa: E402
 
 
+def _at_most(examples: list[Example], label: str, limit: int | None, seed: int) -> list[Example]:
+    """``examples`` with at most ``limit`` of those labelled ``label`` (a seeded sample; all when None)."""
+    if limit is None:
+        return examples
+    chosen = [e for e in examples if e.label == label]
+    random.Random(seed).shuffle(chosen)
+    return [e for e in examples if e.label != label] + chosen[:limit]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, default=Path("data"), help="where the source files are (data/)")
@@ -50,14 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     davidson, _ = without(merge_sources([data / "seed_train.csv", data / "davidson_pool.csv"]).examples, held_out)
     davidson, _ = take_per_class(davidson, args.davidson_per_class, args.seed)
     toxigen, _ = without(read_examples(data / "toxigen_statements.csv"), held_out)
-    if args.toxigen_hate is not None:
-        hateful = [e for e in toxigen if e.label == "hate"]
-        random.Random(args.seed).shuffle(hateful)
-        toxigen = [e for e in toxigen if e.label != "hate"] + hateful[: args.toxigen_hate]
-    if args.toxigen_neutral is not None:
-        ordinary = [e for e in toxigen if e.label == "neutral"]
-        random.Random(args.seed).shuffle(ordinary)
-        toxigen = [e for e in toxigen if e.label != "neutral"] + ordinary[: args.toxigen_neutral]
+    toxigen = _at_most(toxigen, "hate", args.toxigen_hate, args.seed)
+    toxigen = _at_most(toxigen, "neutral", args.toxigen_neutral, args.seed)
     wiki, _ = without(read_examples(data / "wiki_toxicity_labelled.csv"), held_out)
     wiki_flagged = [e for e in wiki if e.label != "neutral"]
     wiki_neutral = [e for e in wiki if e.label == "neutral"]
