@@ -200,6 +200,9 @@ class Category:
     tone: str
     templates: tuple[str, ...]
     why: str  # the guide's reason, kept next to the templates that teach it
+    # Made only when asked for by name (`counts`): categories added after a release, so that the recipe's
+    # earlier steps, which ask for "every category", still write byte-identical files.
+    opt_in: bool = False
 
 
 # Template language: {slot} takes a value from SLOTS (or the message's group or names), [a|b|] picks
@@ -638,6 +641,100 @@ CATEGORIES += (
     )),
 )
 
+# Added after v6 (opt-in, see Category.opt_in). Each one is the other side of a boundary v6 still got
+# wrong: slurs in passing (not only in open hostility), threats that name who a person is, threats that
+# never say "kill", and dehumanising words aimed at a group the guide does not protect.
+SLOTS.update({
+    # A wider slur lexicon than "identity_slur": the model has to know the words, not only the hostility.
+    "wide_slur": ("{identity_slur}", "zipperhead", "dothead", "camel jockey", "jungle bunny", "porch monkey",
+                  "redskin", "shemale", "poofter", "heeb", "kaffir", "wop", "mong", "gimp", "half-breed",
+                  "chinaman", "curry muncher", "darkie", "fag", "homo", "lezzer", "he-she", "jap", "sambo"),
+    "identity_item": ("hijab", "turban", "kippah", "headscarf", "cross necklace", "pride pin", "rainbow flag",
+                      "hearing aid", "walking stick", "prayer beads"),
+    "identity_place": ("the mosque", "the synagogue", "the temple", "the gurdwara", "the pride march",
+                       "the gay bar", "the church", "the community centre"),
+    "injury": ("break your nose", "crack your skull", "snap your arm", "bust your head open",
+               "rearrange your face", "put you through a window", "break both your knees",
+               "knock you out cold", "put you in a coma"),
+    "npg_wide": ("{npg}", "bankers", "estate agents", "politicians", "car salesmen", "youtubers", "referees",
+                 "people who ping everyone", "AFK players", "smurfs", "cheaters", "scalpers", "HR people",
+                 "debt collectors", "telemarketers", "golfers", "cyclists", "Apple fans", "day traders",
+                 "people who leave mid-match", "the {guild} members", "hall monitors", "boomers"),
+    "vermin_word": ("vermin", "parasites", "subhuman", "rats", "cockroaches", "leeches", "scum", "filth",
+                    "human garbage", "a disease", "lower life forms", "maggots", "a plague", "animals"),
+})
+
+CATEGORIES += (
+    Category("hate_slur_in_passing", "hate", "grim", opt_in=True,
+             why="a slur for a protected group is hate even when dropped in passing, with no open threat",
+             templates=(
+        "[my|our] new [neighbour|landlord|manager|lab partner] is a {wide_slur} [apparently|lol|ugh|]",
+        "[there's|there was] a {wide_slur} [behind the counter|driving the bus|at the front desk] [today|"
+        "again] and [he|she] [got my order wrong|was slow as usual|wouldn't stop talking]",
+        "[some|a couple of] {wide_slur}s [were hanging around|were loitering|set up shop] [outside the "
+        "station|by the arcade|near my school]",
+        "[ugh|great|wonderful], the {wide_slur}s [are having another|threw another] [party|festival|"
+        "barbecue] [down the street|next to us]",
+        "[my sister|my cousin|my brother] is dating a {wide_slur} [now|apparently], [mum|dad] is [furious|not "
+        "happy]",
+        "[don't|never] [buy|order] from the {wide_slur} [shop|stall|place] [on the corner|downtown]",
+        "[half|most] of [my class|the new hires|this lobby] are {wide_slur}s [now|these days]",
+        "[watch|mind] your [wallet|bike|stuff] [around|near] [the|those] {wide_slur}s",
+        "[the|that] {wide_slur} [who moved in|from upstairs|in the next flat] [left their rubbish out|parked "
+        "in my spot] again",
+        "{name} [is|turned out to be] [a|some] {wide_slur}, [no wonder|figures|makes sense]",
+    )),
+    Category("hate_threat_attribute", "hate", "grim", opt_in=True,
+             why="a threat that names who the person is (their group, a slur, a religious or disability "
+                 "marker) is hate, not only offensive",
+             templates=(
+        "{name} you [dirty|filthy|stinking] {wide_slur}, [i'll|i'm going to] {injury} [next time|when i see "
+        "you]",
+        "{name}, i'll [rip|tear] that {identity_item} off you and [make you eat it|beat you with it]",
+        "[we'll|i'll] [drag|kick] you back to [wherever you came from|your country] [in a body bag|in "
+        "pieces], {name}",
+        "{name} [one more|another] [post|word] about being {pred} and [i'll|we'll] {injury}",
+        "[i'm going to|i'll] [beat|smack] the {bare} [out of you|right out of you], {name}",
+        "{name}, [your kind|{group} like you] [don't|won't] [make it home|last long] [around here|on my "
+        "street]. [count on it|i'll see to it]",
+        "[i'll|we'll] be waiting [outside|behind] {identity_place}, {name}, [bring friends|you won't walk "
+        "away]",
+        "{name} [i know|everyone knows] you're {pred}, so [i'll|we'll] {injury} [after class|this weekend|on "
+        "friday]",
+    )),
+    Category("threat_person_veiled", "offensive", "hostile", opt_in=True,
+             why="a threat to one person is offensive even when it is veiled or never names the harm",
+             templates=(
+        "[i've got|i found] your [address|home address|school|workplace] [now|], {name}. [sleep well|see you "
+        "around|enjoy your evening]",
+        "[hope|better hope] you [have good insurance|like wearing a cast|enjoy hospital food], {name}",
+        "[i'll|gonna] {injury} [if you keep this up|next time|the second i see you]",
+        "[start|better start] [saying your goodbyes|looking over your shoulder|running], {name}",
+        "[someone|a friend of mine] will be [outside your house|at your door|at your work] [tonight|soon], "
+        "{name}",
+        "you won't [make it home|see the weekend|be walking straight] [after this|if you keep it up]",
+        "[i'll|we'll] [pay you a visit|come round] [tonight|this weekend], {name}, [and it won't be friendly|"
+        "bring a helmet]",
+        "{name}, [your|ur] [knees|kneecaps|fingers] [are mine|won't survive] [next time i see you|after the "
+        "match]",
+        "i [know|saw] [what car you drive|which bus you take], {name}. [be a shame if something happened|drive "
+        "safe]",
+        "[say|type] that [to my face|irl] and [they'll need dental records|you'll be eating through a straw]",
+    )),
+    Category("dehumanise_nonprotected_group", "offensive", "hostile", opt_in=True,
+             why="dehumanising words at a group the guide does not protect (fans, players, jobs) are offensive, "
+                 "not hate",
+             templates=(
+        "{npg_wide} are {vermin_word}[, all of them|, every last one|]",
+        "[honestly|ngl|] {npg_wide} [aren't even|barely count as] [human|people]",
+        "{npg_wide}, every single one of them, [are leeches|are parasites|are garbage|are scum]",
+        "{npg_wide}: [human garbage|the scum of the earth|lower life forms], [all of them|every one]",
+        "[i'd rather|i would rather] [lick a floor|eat glass] than [sit next to|talk to] {npg_wide}, "
+        "[absolute vermin|bunch of parasites]",
+        "{npg_wide} [crawled out of|belong in] [a sewer|the gutter|a swamp], [lol|honestly|]",
+    )),
+)
+
 CATEGORY_LABELS: dict[str, str] = {category.name: category.label for category in CATEGORIES}
 
 # Styling by tone: emoji, and how a message may end. Tones keep a condemnation from ending in "lol".
@@ -676,7 +773,7 @@ _GROUP_FIELDS = ("group", "one", "bare", "pred", "kin", "detail")
 
 def generate_templated(seed: int, per_category: int, counts: dict[str, int] | None = None) -> list[Example]:
     """``per_category`` examples of every category in CATEGORIES (``counts[name]`` for the categories it
-    names), the same list for the same seed.
+    names; an opt-in category only when named), the same list for the same seed.
 
     No two examples share a normalised text, and none is a near-duplicate (the same words once fillers
     such as "ngl" and emoji are left out). A category whose templates cannot give that many distinct
@@ -694,7 +791,7 @@ def generate_templated(seed: int, per_category: int, counts: dict[str, int] | No
     for category in CATEGORIES:
         # One generator per category, seeded by name: adding a category does not change the others.
         rng = random.Random(f"{seed}:{category.name}")
-        wanted = counts.get(category.name, per_category)
+        wanted = counts.get(category.name, 0 if category.opt_in else per_category)
         made = 0
         for _ in range(wanted * 200):
             if made == wanted:

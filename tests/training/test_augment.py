@@ -185,3 +185,19 @@ def test_cli_errors_are_one_line(tmp_path, capsys, args, message):
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert not out.exists()
+
+
+OPT_IN_CATEGORIES = {"hate_slur_in_passing": "hate", "hate_threat_attribute": "hate",
+                     "threat_person_veiled": "offensive", "dehumanise_nonprotected_group": "offensive"}
+
+
+def test_opt_in_categories_are_made_only_when_named_and_leave_the_others_unchanged(templated):
+    # The recipe's earlier steps ask for "every category": categories added later must not change them.
+    assert not {e.category for e in templated} & set(OPT_IN_CATEGORIES)
+    counts = {name: 12 for name in OPT_IN_CATEGORIES}
+    with_extra = augment.generate_templated(seed=1, per_category=40, counts=counts)
+    assert with_extra[:len(templated)] == templated
+    extra = with_extra[len(templated):]
+    assert Counter(e.category for e in extra) == counts
+    assert all(e.label == OPT_IN_CATEGORIES[e.category] for e in extra)
+    assert all(augment.category_capacity(name) > 500 for name in OPT_IN_CATEGORIES)
