@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Reproduces the shipped default adapter, model/adapters/smollm2-135m (smollm2-135m-chat-v6). Run it with
-# `make adapter`. Five steps:
+# Reproduces the shipped default adapter, model/adapters/smollm2-135m (smollm2-135m-chat-v7). Run it with
+# `make adapter`. Six steps:
 #
 #   1. Davidson soup (about 50 minutes on an idle 2-core CPU): three LoRA adapters trained on Davidson's
 #      tweets with seeds 1, 2 and 3, averaged (`modbot soup`). This was the shipped v3.
@@ -19,7 +19,11 @@
 #   5. Two more rounds (about 40 minutes): two members start from v5 on two draws of a smaller mix that keeps
 #      every rule of the guide in it (R5, averaged); two members start from R5 on two draws of the same mix with
 #      threats at a person and threats because of identity, and both kinds of slur, at equal weight (R6,
-#      averaged). The shipped adapter is the soup of R5 and R6, compressed to rank 96 (58 MB).
+#      averaged). The soup of R5 and R6, compressed to rank 96, was the shipped v6.
+#   6. Round 7 (about 25 minutes): two members start from v6 on two draws of the mix with the four categories
+#      added after v6 (identity slurs in passing, threats that name who someone is, veiled threats, dehumanising
+#      words at unprotected groups) and the other side of each boundary; the shipped adapter is the soup of v6
+#      and R7, compressed to rank 96 (58 MB).
 #
 # MODBOT_INIT_ADAPTER=DIR skips step 1 and starts step 3 from DIR (an adapter of the same base model).
 #
@@ -34,9 +38,10 @@ RUNS=${MODBOT_RUNS:-runs/shipped-adapter}
 SHIPPED=model/adapters/smollm2-135m
 MODBOT=.venv/bin/modbot
 PYTHON=.venv/bin/python
-VERSION=smollm2-135m-chat-v6
+VERSION=smollm2-135m-chat-v7
 V4=smollm2-135m-chat-v4
 V5=smollm2-135m-chat-v5
+V6=smollm2-135m-chat-v6
 
 mkdir -p "$RUNS"
 cp "$SHIPPED/test.jsonl" "$SHIPPED/dev.jsonl" "$RUNS/"   # the last step replaces $SHIPPED
@@ -121,7 +126,8 @@ MIX3=(--data-dir "$DATA" "${HELD_OUT[@]}" --davidson-per-class 300 --wiki-neutra
 
 # -- 5. Two more rounds ---------------------------------------------------------------------------------
 # One member of a round: its own draw of the sources and of the augmentation (mix seed $1), weighted by the
-# categories in $4, trained one epoch from $2 at learning rate $3 with training seed $5, written to $6.
+# categories in $4, trained one epoch from $2 at learning rate $3 with training seed $5, written to $6 and
+# named after $RELEASE, the release the round is part of.
 SMALL_MIX=(--data-dir "$DATA" "${HELD_OUT[@]}" --davidson-per-class 200 --wiki-neutral 60 --toxigen-hate 100
            --toxigen-neutral 300 --wiki-flagged 150)
 round_member() {
@@ -133,7 +139,7 @@ round_member() {
   "$PYTHON" training/recipes/mix.py "${SMALL_MIX[@]}" --seed "$mix_seed" --augment "$RUNS/augment$mix_seed.jsonl" \
     --out "$RUNS/mix$mix_seed.jsonl"
   "$MODBOT" train --data "$RUNS/mix$mix_seed.jsonl" --init-adapter "$init" --val-per-class 25 "${HELD_OUT[@]}" \
-    --epochs 1 --lr "$lr" --threads 1 --seed "$seed" --version "$VERSION-$(basename "$out")" --out "$out" --overwrite
+    --epochs 1 --lr "$lr" --threads 1 --seed "$seed" --version "$RELEASE-$(basename "$out")" --out "$out" --overwrite
 }
 # Both rounds keep every category in the mix; R5 leans on the rules v5 was weakest at, R6 then puts the two
 # sides of each hard boundary (a threat with or without an identity angle, a slur at a person or at a group)
@@ -154,13 +160,29 @@ pair() {  # two members of one round at once, then their soup: pair NAME INIT LR
   round_member "$b" "$init" "$lr" "$weights" $((b + 1)) "$RUNS/${name}b" > "$RUNS/${name}b.log" 2>&1 &
   local second=$!
   wait "$first" && wait "$second" || { echo "a member of $name failed: see $RUNS/$name*.log" >&2; exit 1; }
-  "$MODBOT" soup "$RUNS/${name}a" "$RUNS/${name}b" --version "$VERSION-$name" --max-rank 96 --out "$RUNS/$name" \
+  "$MODBOT" soup "$RUNS/${name}a" "$RUNS/${name}b" --version "$RELEASE-$name" --max-rank 96 --out "$RUNS/$name" \
     --overwrite
 }
+RELEASE=$V6
 pair round5 "$RUNS/v5" 3e-4 "$R5_WEIGHTS" 5 7
 pair round6 "$RUNS/round5" 2e-4 "$R6_WEIGHTS" 9 11
+"$MODBOT" soup "$RUNS/round5" "$RUNS/round6" --version "$V6" --max-rank 96 --out "$RUNS/v6" --overwrite
 
-"$MODBOT" soup "$RUNS/round5" "$RUNS/round6" --version "$VERSION" --max-rank 96 "${EVALS[@]}" --threads 2 \
+# -- 6. Round 7 -----------------------------------------------------------------------------------------
+# The categories added after v6 are opt-in (`modbot augment` makes them only when named), so steps 2-5 above
+# write the same files as before. Each is weighted with the other side of its boundary: identity slurs in
+# passing against slurs thrown at a person, threats naming who someone is against plain and veiled threats,
+# dehumanising words at unprotected groups against the same words at protected ones.
+R7_WEIGHTS="--category hate_slur_in_passing=45 --category hate_threat_attribute=45 --category threat_person_veiled=45
+  --category dehumanise_nonprotected_group=45 --category threat_person=35 --category hate_threat_identity=35
+  --category hate_slur_identity=35 --category slur_as_insult=35 --category insult_nonprotected_group=30
+  --category hate_dehumanising=30 --category counter_quote=40 --category counter_denounce=30
+  --category negated_hate=20 --category benign_violent_words=30 --category everyday_chat=25
+  --category hate_as_question=25"
+RELEASE=$VERSION
+pair round7 "$RUNS/v6" 2e-4 "$R7_WEIGHTS" 13 15
+
+"$MODBOT" soup "$RUNS/v6" "$RUNS/round7" --version "$VERSION" --max-rank 96 "${EVALS[@]}" --threads 2 \
   --out "$RUNS/chat" --overwrite
 cp "$RUNS/test.jsonl" "$RUNS/dev.jsonl" "$RUNS/chat/"
 rm -rf "$SHIPPED.old" && mv "$SHIPPED" "$SHIPPED.old" && mv "$RUNS/chat" "$SHIPPED" && rm -rf "$SHIPPED.old"
