@@ -127,11 +127,11 @@ MIX3=(--data-dir "$DATA" "${HELD_OUT[@]}" --davidson-per-class 300 --wiki-neutra
 # -- 5. Two more rounds ---------------------------------------------------------------------------------
 # One member of a round: its own draw of the sources and of the augmentation (mix seed $1), weighted by the
 # categories in $4, trained one epoch from $2 at learning rate $3 with training seed $5, written to $6 and
-# named after $RELEASE, the release the round is part of.
+# named after $7, the release the round is part of.
 SMALL_MIX=(--data-dir "$DATA" "${HELD_OUT[@]}" --davidson-per-class 200 --wiki-neutral 60 --toxigen-hate 100
            --toxigen-neutral 300 --wiki-flagged 150)
 round_member() {
-  local mix_seed=$1 init=$2 lr=$3 weights=$4 seed=$5 out=$6
+  local mix_seed=$1 init=$2 lr=$3 weights=$4 seed=$5 out=$6 release=$7
   "$PYTHON" training/recipes/mix.py "${SMALL_MIX[@]}" --seed "$mix_seed" --out "$RUNS/sources$mix_seed.jsonl"
   # shellcheck disable=SC2086  # $weights is a list of --category options
   "$MODBOT" augment --seed "$mix_seed" --per-category 15 $weights --obfuscate-from "$RUNS/sources$mix_seed.jsonl" \
@@ -139,7 +139,7 @@ round_member() {
   "$PYTHON" training/recipes/mix.py "${SMALL_MIX[@]}" --seed "$mix_seed" --augment "$RUNS/augment$mix_seed.jsonl" \
     --out "$RUNS/mix$mix_seed.jsonl"
   "$MODBOT" train --data "$RUNS/mix$mix_seed.jsonl" --init-adapter "$init" --val-per-class 25 "${HELD_OUT[@]}" \
-    --epochs 1 --lr "$lr" --threads 1 --seed "$seed" --version "$RELEASE-$(basename "$out")" --out "$out" --overwrite
+    --epochs 1 --lr "$lr" --threads 1 --seed "$seed" --version "$release-$(basename "$out")" --out "$out" --overwrite
 }
 # Both rounds keep every category in the mix; R5 leans on the rules v5 was weakest at, R6 then puts the two
 # sides of each hard boundary (a threat with or without an identity angle, a slur at a person or at a group)
@@ -153,19 +153,18 @@ R6_WEIGHTS="--category counter_quote=60 --category counter_denounce=40 --categor
   --category hate_between_chat=25 --category threat_person=50 --category hate_as_question=30
   --category hate_threat_identity=60 --category everyday_chat=25 --category criticism_not_people=20
   --category benign_violent_words=25"
-pair() {  # two members of one round at once, then their soup: pair NAME INIT LR WEIGHTS SEED_A SEED_B
-  local name=$1 init=$2 lr=$3 weights=$4 a=$5 b=$6
-  round_member "$a" "$init" "$lr" "$weights" $((a + 1)) "$RUNS/${name}a" > "$RUNS/${name}a.log" 2>&1 &
+pair() {  # two members of one round at once, then their soup: pair RELEASE NAME INIT LR WEIGHTS SEED_A SEED_B
+  local release=$1 name=$2 init=$3 lr=$4 weights=$5 a=$6 b=$7
+  round_member "$a" "$init" "$lr" "$weights" $((a + 1)) "$RUNS/${name}a" "$release" > "$RUNS/${name}a.log" 2>&1 &
   local first=$!
-  round_member "$b" "$init" "$lr" "$weights" $((b + 1)) "$RUNS/${name}b" > "$RUNS/${name}b.log" 2>&1 &
+  round_member "$b" "$init" "$lr" "$weights" $((b + 1)) "$RUNS/${name}b" "$release" > "$RUNS/${name}b.log" 2>&1 &
   local second=$!
   wait "$first" && wait "$second" || { echo "a member of $name failed: see $RUNS/$name*.log" >&2; exit 1; }
-  "$MODBOT" soup "$RUNS/${name}a" "$RUNS/${name}b" --version "$RELEASE-$name" --max-rank 96 --out "$RUNS/$name" \
+  "$MODBOT" soup "$RUNS/${name}a" "$RUNS/${name}b" --version "$release-$name" --max-rank 96 --out "$RUNS/$name" \
     --overwrite
 }
-RELEASE=$V6
-pair round5 "$RUNS/v5" 3e-4 "$R5_WEIGHTS" 5 7
-pair round6 "$RUNS/round5" 2e-4 "$R6_WEIGHTS" 9 11
+pair "$V6" round5 "$RUNS/v5" 3e-4 "$R5_WEIGHTS" 5 7
+pair "$V6" round6 "$RUNS/round5" 2e-4 "$R6_WEIGHTS" 9 11
 "$MODBOT" soup "$RUNS/round5" "$RUNS/round6" --version "$V6" --max-rank 96 --out "$RUNS/v6" --overwrite
 
 # -- 6. Round 7 -----------------------------------------------------------------------------------------
@@ -179,8 +178,7 @@ R7_WEIGHTS="--category hate_slur_in_passing=45 --category hate_threat_attribute=
   --category hate_dehumanising=30 --category counter_quote=40 --category counter_denounce=30
   --category negated_hate=20 --category benign_violent_words=30 --category everyday_chat=25
   --category hate_as_question=25"
-RELEASE=$VERSION
-pair round7 "$RUNS/v6" 2e-4 "$R7_WEIGHTS" 13 15
+pair "$VERSION" round7 "$RUNS/v6" 2e-4 "$R7_WEIGHTS" 13 15
 
 "$MODBOT" soup "$RUNS/v6" "$RUNS/round7" --version "$VERSION" --max-rank 96 "${EVALS[@]}" --threads 2 \
   --out "$RUNS/chat" --overwrite
