@@ -14,8 +14,9 @@ spelling tricks slip through. Three kinds of examples target those failures:
 
 Everything here is deterministic for a seed and works on plain `Example`s; nothing reads the bot's
 database or knows Discord. The vocabulary is kept in module-level tuples so a reviewer can read every
-word the generator can produce. The groups and names are deliberately a fixed list: an independent
-evaluation suite uses others, so a score on it measures generalisation, not memorised slots. The
+word the generator can produce. The groups and names are deliberately fixed lists (a core one, and a wider
+one on request): the project's evaluation suite uses others, so a score on it measures generalisation,
+not memorised slots. The
 sentence shapes are our own; none is taken from a published hate-speech test suite.
 """
 
@@ -136,6 +137,76 @@ NAMES: tuple[str, ...] = (
     "Jake", "Maria", "Chen", "Fatima", "Lucas", "Aisha", "Noah", "Elena",
     "Omar", "Sophie", "Diego", "Mei", "Ethan", "Zara", "Liam", "Nadia",
 )
+
+# The wider vocabulary (`modbot augment --wide-vocabulary`): many more of the groups the guide protects,
+# and more names, so that the adapter learns each rule for groups and people in general rather than for
+# the 23 groups and 16 names above. None of them is a group or name of eval/functional.csv, so that suite
+# still measures how the rules carry over to groups and names never trained on. Opt-in, so the files the
+# recipe's earlier steps write stay byte-identical. No details: templates that need a member's first-hand
+# experience keep to the groups above.
+WIDER_GROUPS: tuple[Group, ...] = (
+    Group("Ukrainians", "Ukrainian", "Ukrainian", "Ukrainian"),
+    Group("Romanians", "Romanian", "Romanian", "Romanian"),
+    Group("Turks", "Turkish person", "Turkish", "Turkish"),
+    Group("Kurds", "Kurd", "Kurdish", "Kurdish"),
+    Group("Ethiopians", "Ethiopian", "Ethiopian", "Ethiopian"),
+    Group("Brazilians", "Brazilian", "Brazilian", "Brazilian"),
+    Group("Irish people", "Irish person", "Irish", "Irish"),
+    Group("Albanians", "Albanian", "Albanian", "Albanian"),
+    Group("Bangladeshis", "Bangladeshi", "Bangladeshi", "Bangladeshi"),
+    Group("Iranians", "Iranian", "Iranian", "Iranian"),
+    Group("Syrians", "Syrian", "Syrian", "Syrian"),
+    Group("Afghans", "Afghan", "Afghan", "Afghan"),
+    Group("Aboriginal Australians", "Aboriginal Australian", "Aboriginal", "Aboriginal"),
+    Group("Puerto Ricans", "Puerto Rican", "Puerto Rican", "Puerto Rican"),
+    Group("Jamaicans", "Jamaican", "Jamaican", "Jamaican"),
+    Group("Congolese people", "Congolese person", "Congolese", "Congolese"),
+    Group("Moroccans", "Moroccan", "Moroccan", "Moroccan"),
+    Group("Ghanaians", "Ghanaian", "Ghanaian", "Ghanaian"),
+    Group("Japanese people", "Japanese person", "Japanese", "Japanese"),
+    Group("Tamils", "Tamil", "Tamil", "Tamil"),
+    Group("Armenians", "Armenian", "Armenian", "Armenian"),
+    Group("Hmong people", "Hmong person", "Hmong", "Hmong"),
+    Group("Maori", "Maori person", "Maori", "Maori"),
+    Group("Irish Travellers", "Traveller", "a Traveller", "a Traveller"),
+    Group("Hispanic people", "Hispanic person", "Hispanic", "Hispanic"),
+    Group("mixed-race people", "mixed-race person", "mixed-race", "mixed-race"),
+    Group("white people", "white person", "white", "white"),
+    Group("atheists", "atheist", "an atheist", "an atheist"),
+    Group("Jehovah's Witnesses", "Jehovah's Witness", "a Jehovah's Witness", "a Jehovah's Witness"),
+    Group("Orthodox Jews", "Orthodox Jew", "an Orthodox Jew", "an Orthodox Jew"),
+    Group("Shia Muslims", "Shia Muslim", "Shia", "Shia"),
+    Group("pagans", "pagan", "pagan", "pagan"),
+    Group("intersex people", "intersex person", "intersex", "intersex"),
+    Group("asexual people", "asexual person", "asexual", "asexual"),
+    Group("queer people", "queer person", "queer", "queer"),
+    Group("pansexual people", "pansexual person", "pansexual", "pansexual"),
+    Group("people with Down syndrome", "person with Down syndrome", "a person with Down syndrome", ""),
+    Group("people with ADHD", "person with ADHD", "someone with ADHD", ""),
+    Group("dyslexic people", "dyslexic person", "dyslexic", "dyslexic"),
+    Group("amputees", "amputee", "an amputee", "an amputee"),
+    Group("people with epilepsy", "person with epilepsy", "epileptic", "epileptic"),
+    Group("people with cerebral palsy", "person with cerebral palsy", "someone with cerebral palsy", ""),
+    Group("people with bipolar disorder", "person with bipolar disorder", "bipolar", "bipolar"),
+    Group("cancer patients", "cancer patient", "a cancer patient", "a cancer patient"),
+)
+
+WIDER_NAMES: tuple[str, ...] = (
+    "Kofi", "Yuki", "Ana", "Ahmed", "Leila", "Sven", "Rohan", "Ayo", "Carmen", "Dmitri", "Jamal", "Keanu",
+    "Nia", "Oskar", "Pedro", "Rania", "Sanjay", "Tariq", "Uma", "Viktor", "Wen", "Yara", "Zoltan", "Bruno",
+    "Chloe", "Emeka", "Farah", "Gustavo", "Hiro", "Aoife", "Thandiwe", "Bilal", "Esperanza", "Ngozi",
+)
+
+
+class Vocabulary(NamedTuple):
+    """The groups and names templates draw from."""
+
+    groups: tuple[Group, ...]
+    names: tuple[str, ...]
+
+
+CORE_VOCABULARY = Vocabulary(GROUPS, NAMES)
+WIDE_VOCABULARY = Vocabulary(GROUPS + WIDER_GROUPS, NAMES + WIDER_NAMES)
 
 # Slots shared by many categories. A value may itself contain [a|b] alternatives or {slots}.
 SLOTS: dict[str, tuple[str, ...]] = {
@@ -771,9 +842,10 @@ _SLOT = re.compile(r"\{(\w+)\}")
 _GROUP_FIELDS = ("group", "one", "bare", "pred", "kin", "detail")
 
 
-def generate_templated(seed: int, per_category: int, counts: dict[str, int] | None = None) -> list[Example]:
+def generate_templated(seed: int, per_category: int, counts: dict[str, int] | None = None,
+                       vocabulary: Vocabulary = CORE_VOCABULARY) -> list[Example]:
     """``per_category`` examples of every category in CATEGORIES (``counts[name]`` for the categories it
-    names; an opt-in category only when named), the same list for the same seed.
+    names; an opt-in category only when named), the same list for the same seed and vocabulary.
 
     No two examples share a normalised text, and none is a near-duplicate (the same words once fillers
     such as "ngl" and emoji are left out). A category whose templates cannot give that many distinct
@@ -796,11 +868,11 @@ def generate_templated(seed: int, per_category: int, counts: dict[str, int] | No
         for _ in range(wanted * 200):
             if made == wanted:
                 break
-            core = _expand(rng.choice(category.templates), rng)
+            core = _expand(rng.choice(category.templates), rng, vocabulary)
             core_key = _near_duplicate_key(core)
             if core_key in seen_cores:
                 continue
-            text = _style(core, category, rng)
+            text = _style(core, category, rng, vocabulary)
             key = text_key(text)
             if key in seen_texts:
                 continue
@@ -811,9 +883,9 @@ def generate_templated(seed: int, per_category: int, counts: dict[str, int] | No
     return examples
 
 
-def _expand(template: str, rng: random.Random) -> str:
-    group = _pick_group(template, rng)
-    name, name2 = rng.sample(NAMES, 2)
+def _expand(template: str, rng: random.Random, vocabulary: Vocabulary = CORE_VOCABULARY) -> str:
+    group = _pick_group(template, rng, vocabulary.groups)
+    name, name2 = rng.sample(vocabulary.names, 2)
     bound: dict[str, str | tuple[str, ...]] = {
         "group": group.plural, "one": _with_article(group.bare), "bare": group.bare,
         "pred": group.pred, "kin": group.kin, "detail": group.details, "name": name, "name2": name2,
@@ -834,15 +906,16 @@ def _expand(template: str, rng: random.Random) -> str:
     return re.sub(r"\s+([,.?!:])", r"\1", text).strip()
 
 
-def _pick_group(template: str, rng: random.Random) -> Group:
+def _pick_group(template: str, rng: random.Random, groups: Sequence[Group]) -> Group:
     # A template that needs a group's kin or details only takes groups that have them.
     used = [field for field in ("kin", "detail") if "{" + field + "}" in template]
-    candidates = [g for g in GROUPS if all(getattr(g, "details" if f == "detail" else f) for f in used)]
+    candidates = [g for g in groups if all(getattr(g, "details" if f == "detail" else f) for f in used)]
     return rng.choice(candidates)
 
 
 def _with_article(noun: str) -> str:
-    return ("an " if noun[0].lower() in "aeiou" else "a ") + noun
+    sounds_like_you = noun.lower().startswith(("uk", "uni", "eu"))  # "a Ukrainian", not "an Ukrainian"
+    return ("an " if noun[0].lower() in "aeiou" and not sounds_like_you else "a ") + noun
 
 
 def _near_duplicate_key(core: str) -> str:
@@ -850,11 +923,11 @@ def _near_duplicate_key(core: str) -> str:
     return " ".join(word for word in words if word not in FILLER_WORDS)
 
 
-def _style(core: str, category: Category, rng: random.Random) -> str:
+def _style(core: str, category: Category, rng: random.Random, vocabulary: Vocabulary) -> str:
     """Dress a message as chat: wrapping, ending, emoji and casing vary, the meaning does not."""
     text = core
     if category.label in ATTACK_LABELS and rng.random() < WRAP_SHARE:
-        chat = _expand(rng.choice(SLOTS["chat_line"]), rng)
+        chat = _expand(rng.choice(SLOTS["chat_line"]), rng, vocabulary)
         text = _join(chat, text, rng) if rng.random() < 0.5 else _join(text, chat, rng)
     if text[-1] not in "?!.":
         text += rng.choice(ENDINGS[category.tone])
@@ -876,11 +949,12 @@ def _join(first: str, second: str, rng: random.Random) -> str:
     return first + rng.choice((". ", "\n", " ... ", ", anyway ")) + second
 
 
-def category_capacity(category: str, seed: int = 0, tries: int = 20000) -> int:
+def category_capacity(category: str, seed: int = 0, tries: int = 20000,
+                      vocabulary: Vocabulary = CORE_VOCABULARY) -> int:
     """How many distinct messages (by near-duplicate key) ``tries`` expansions of a category give."""
     spec = _category(category)
     rng = random.Random(seed)
-    return len({_near_duplicate_key(_expand(rng.choice(spec.templates), rng)) for _ in range(tries)})
+    return len({_near_duplicate_key(_expand(rng.choice(spec.templates), rng, vocabulary)) for _ in range(tries)})
 
 
 # --------------------------------------------------------------------------------------------------

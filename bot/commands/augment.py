@@ -33,6 +33,9 @@ def register(subparsers) -> None:
     parser.add_argument("--category", action="append", default=[], metavar="NAME=N", dest="categories",
                         help="N templated examples of category NAME instead of --per-category (repeatable; "
                              "0 leaves it out)")
+    parser.add_argument("--wide-vocabulary", action="store_true",
+                        help="draw templated examples from a wider list of groups and names (about 70 groups "
+                             "and 50 names instead of 23 and 16)")
     parser.add_argument("--obfuscate-from", type=Path, nargs="+", action="extend", default=[], metavar="FILE",
                         help="labelled files whose hate and offensive messages are also obfuscated and "
                              "injected (any format `modbot train` reads; their own lines are not written)")
@@ -57,7 +60,8 @@ def run_augment(args: argparse.Namespace) -> int:
         raise ModbotError(f"--out {args.out}: the file is JSONL, so its name must end in .jsonl.")
 
     counts = _category_counts(args.categories, augment.CATEGORY_LABELS)
-    templated = augment.generate_templated(args.seed, args.per_category, counts)
+    vocabulary = augment.WIDE_VOCABULARY if args.wide_vocabulary else augment.CORE_VOCABULARY
+    templated = augment.generate_templated(args.seed, args.per_category, counts, vocabulary)
     # Read every file before generating anything, so a bad one fails fast with its own message.
     extra = [example for path in args.obfuscate_from for example in read_examples(path)]
     pool = templated + extra

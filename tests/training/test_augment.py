@@ -7,6 +7,7 @@ import random
 import re
 from collections import Counter
 from difflib import SequenceMatcher
+from pathlib import Path
 
 import pytest
 
@@ -201,3 +202,43 @@ def test_opt_in_categories_are_made_only_when_named_and_leave_the_others_unchang
     assert Counter(e.category for e in extra) == counts
     assert all(e.label == OPT_IN_CATEGORIES[e.category] for e in extra)
     assert all(augment.category_capacity(name) > 500 for name in OPT_IN_CATEGORIES)
+
+
+def test_the_wide_vocabulary_names_groups_and_people_the_core_one_never_does(templated):
+    core_groups = {g.plural.lower() for g in augment.GROUPS}
+    wider_groups = {g.plural.lower() for g in augment.WIDER_GROUPS}
+    assert not core_groups & wider_groups and not set(augment.NAMES) & set(augment.WIDER_NAMES)
+
+    def names_a_wider_group(text: str) -> bool:
+        return any(re.search(rf"\b{re.escape(group)}\b", text.lower()) for group in wider_groups)
+
+    assert not any(names_a_wider_group(e.text) for e in templated)
+    wide = augment.generate_templated(seed=1, per_category=40, vocabulary=augment.WIDE_VOCABULARY)
+    assert Counter(e.category for e in wide) == Counter(e.category for e in templated)
+    assert all(e.label == EXPECTED_CATEGORIES[e.category] for e in wide)
+    # About two thirds of the groups are new, so the neutral statements about groups name them often.
+    about_groups = [e for e in wide if e.category in ("group_question", "negated_hate", "group_positive")]
+    assert sum(names_a_wider_group(e.text) for e in about_groups) > len(about_groups) / 3
+    assert sum(any(name in e.text for name in augment.WIDER_NAMES) for e in wide) > 40
+
+
+def test_the_wide_vocabulary_keeps_every_group_and_name_out_of_the_functional_suite():
+    # eval/functional.csv measures how the rules carry over to groups and names never trained on.
+    suite = (Path(__file__).parents[2] / "eval" / "functional.csv").read_text(encoding="utf-8").lower()
+    words = [g.plural for g in augment.WIDER_GROUPS] + [g.bare for g in augment.WIDER_GROUPS] + list(augment.WIDER_NAMES)
+    assert not [word for word in words if re.search(rf"\b{re.escape(word.lower())}\b", suite)]
+
+
+def test_articles_follow_the_sound_of_the_group(templated):
+    assert augment._with_article("Ukrainian") == "a Ukrainian"
+    assert augment._with_article("amputee") == "an amputee"
+    assert augment._with_article("person with ADHD") == "a person with ADHD"
+
+
+def test_cli_wide_vocabulary(tmp_path, capsys):
+    core, wide = tmp_path / "core.jsonl", tmp_path / "wide.jsonl"
+    common = ["--per-category", "3", "--obfuscate-count", "0", "--inject-count", "0", "--seed", "4"]
+    assert main(["augment", "--out", str(core), *common]) == 0
+    assert main(["augment", "--out", str(wide), "--wide-vocabulary", *common]) == 0
+    assert len(read_examples(core)) == len(read_examples(wide))
+    assert core.read_bytes() != wide.read_bytes()
