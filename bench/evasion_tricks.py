@@ -162,6 +162,33 @@ def math_letters(text: str, rng: random.Random) -> str:
     return " ".join(words)
 
 
+SMALL_CAPITALS = dict(zip("abcdefghijklmnopqrstuvwxyz", "ᴀʙᴄᴅᴇꜰɢʜɪᴊᴋʟᴍɴᴏᴘǫʀꜱᴛᴜᴠᴡxʏᴢ", strict=True))
+UPSIDE_DOWN = dict(zip("abcdefghijklmnopqrstuvwxyz", "ɐqɔpǝɟƃɥıɾʞlɯuodbɹsʇnʌʍxʎz", strict=True))
+
+
+def small_capitals(text: str, rng: random.Random) -> str:
+    """Small capitals, as "fancy text" generators write them: ʏᴏᴜ ᴀʀᴇ (LATIN LETTER SMALL CAPITAL ...)."""
+    return "".join(SMALL_CAPITALS.get(c, c) for c in text.lower())
+
+
+def upside_down(text: str, rng: random.Random) -> str:
+    """Upside-down text: turned letters in reverse order, "noʎ ǝʇɐɥ" (readable with the screen turned)."""
+    return "".join(UPSIDE_DOWN.get(c, c) for c in text.lower())[::-1]
+
+
+def regional_indicators(text: str, rng: random.Random) -> str:
+    """REGIONAL INDICATOR letters (U+1F1E6-U+1F1FF, boxed capitals), a zero width space between two so
+    that no pair renders as a flag: 🇭​🇦​🇹​🇪."""
+    def boxed(char: str) -> str:
+        return chr(0x1F1E6 + ord(char) - ord("a")) if "a" <= char <= "z" else char
+    return " ".join(ZWSP.join(boxed(c) for c in word) for word in text.lower().split(" "))
+
+
+def masked_link(text: str, rng: random.Random) -> str:
+    """The message as a masked link's text, "[message](https://...)": Discord shows only the text, as a link."""
+    return f"[{text}](https://example.com/{rng.randrange(10**6)})"
+
+
 def leetspeak(text: str, rng: random.Random) -> str:
     """Leetspeak: a->4 e->3 i->1 o->0 s->5 t->7 on most (80%) of the letters that have one."""
     return "".join(LEET[c.lower()] if c.lower() in LEET and rng.random() < 0.8 else c for c in text)
@@ -226,6 +253,10 @@ TRICKS: dict[str, tuple[str, Trick]] = {
     "greek_lookalikes": ("encoding", greek_lookalikes),
     "fullwidth": ("encoding", fullwidth),
     "math_letters": ("encoding", math_letters),
+    "small_capitals": ("encoding", small_capitals),
+    "upside_down": ("encoding", upside_down),
+    "regional_indicators": ("encoding", regional_indicators),
+    "masked_link": ("encoding", masked_link),
     "leetspeak": ("leetspeak_spacing", leetspeak),
     "spaced_out": ("leetspeak_spacing", spaced_out),
     "dotted": ("leetspeak_spacing", dotted),

@@ -52,7 +52,8 @@ def remove_invisible(text: str) -> str:
 
 
 def strip_latin_marks(text: str) -> str:
-    """Remove accents and stacked combining marks from Latin letters ("ìdìöt", zalgo text).
+    """Remove accents and stacked combining marks from Latin letters ("ìdìöt", zalgo text), and marks
+    stacked on spaces and punctuation (a strikethrough drawn with U+0335 over every character).
 
     Accents are a cheap way to make a word unknown to the tokenizer while it reads the same; English
     loses nothing without them.
@@ -61,8 +62,8 @@ def strip_latin_marks(text: str) -> str:
         return text
     out: list[str] = []
     for ch in unicodedata.normalize("NFD", text):
-        if unicodedata.combining(ch) and out and (out[-1].isascii() and out[-1].isalpha()):
-            continue  # a mark on an ASCII letter (its base already emitted)
+        if unicodedata.combining(ch) and out and out[-1].isascii():
+            continue  # a mark on an ASCII letter, space or punctuation (its base already emitted)
         out.append(ch)
     return unicodedata.normalize("NFC", "".join(out))
 
@@ -108,6 +109,13 @@ def _latin_lookalikes() -> dict[str, str]:
             if letter:
                 mapping[char] = letter
                 break
+    # Small capitals ("ʏᴏᴜ ᴀʀᴇ", a favourite of "fancy text" generators) read as their letter; TR39 lists
+    # only the ones that look like another letter, so a word in small capitals was read as a foreign script.
+    for code in range(0x0250, 0xAB70):
+        char = chr(code)
+        letter = _ascii_letter(char)
+        if letter and char not in mapping:
+            mapping[char] = letter
     for char, letter in list(mapping.items()):
         small = char.lower()
         if letter.isupper() and len(small) == 1 and small != char and small not in mapping:
@@ -229,13 +237,70 @@ def squeeze_stretched(text: str) -> str:
     return _STRETCHED.sub(squeeze, text)
 
 
+# Regional indicator symbols render as boxed letters, and a pair of them as that country's flag:
+# "🇮 🇩 🇮 🇴 🇹", or the letters run together with invisible characters between them, reads as a word.
+# Read before invisible characters are removed: members put them between the letters to stop a pair
+# rendering as a flag, so two symbols count as a flag only when nothing stands between them.
+_RI = "[\U0001F1E6-\U0001F1FF]"
+_REGIONAL_INDICATORS = re.compile(f"{_RI}(?:[{_DEFAULT_IGNORABLE}]*{_RI})*")
+
+
+def read_regional_indicators(text: str) -> str:
+    """Regional indicator letters as the letters they show; a pair on its own is a flag and stays one.
+
+    They are read in small letters: the boxes show no case, and the model reads shouted text less well.
+    """
+    if text.isascii():
+        return text
+
+    def read(match: re.Match) -> str:
+        run = match.group(0)
+        if len(run) == 2:
+            return run
+        return "".join(chr(ord(ch) - 0x1F1E6 + ord("a")) if ch >= "\U0001F1E6" else ch for ch in run)
+
+    return _REGIONAL_INDICATORS.sub(read, text)
+
+
+# Upside-down text ("ʇoıpı" for "idiot"): turned letters, written in reverse so that it reads when the
+# screen is turned. Plain letters that are each other turned round (d/p, b/q, n/u) swap too.
+_TURNED = {
+    "ɐ": "a", "ɔ": "c", "ǝ": "e", "ɟ": "f", "ƃ": "g", "ɥ": "h", "ı": "i", "ɾ": "j", "ʞ": "k", "ɯ": "m",
+    "ɹ": "r", "ʇ": "t", "ʌ": "v", "ʍ": "w", "ʎ": "y", "∀": "A", "Ǝ": "E", "⊥": "T", "∩": "U", "Ԁ": "P",
+    "d": "p", "p": "d", "b": "q", "q": "b", "n": "u", "u": "n", "¿": "?", "¡": "!", "˙": ".",
+}
+# Dotless i is also a Turkish letter, so it does not count as a sign of upside-down text on its own.
+_TURNED_SIGNS = frozenset(ch for ch in _TURNED if not ch.isascii() and ch.isalpha() and ch != "ı")
+
+
+def turn_upside_down_text(text: str) -> str:
+    """Lines written upside down, turned the right way up.
+
+    A line counts as upside down when it uses at least two different turned letters and they are at
+    least a fifth of its letters: a stray "ǝ" in a phonetic spelling is left alone.
+    """
+    if text.isascii():
+        return text
+
+    def turn(line: str) -> str:
+        letters = [ch for ch in line if ch.isalpha()]
+        signs = [ch for ch in letters if ch in _TURNED_SIGNS]
+        if len(set(signs)) < 2 or len(signs) < len(letters) / 5:
+            return line
+        return "".join(_TURNED.get(ch, ch) for ch in reversed(line))
+
+    return "\n".join(turn(line) for line in text.split("\n"))
+
+
 def reveal(text: str) -> str:
     """The characters a member sees: display order, nothing invisible, compatibility forms folded."""
     text = resolve_overrides(text)
+    text = read_regional_indicators(text)
     text = remove_invisible(text)
     # Fullwidth, mathematical bold/italic/script, circled and other compatibility letters are the same
     # letters to a reader; NFKC folds them (and ligatures, superscripts) into plain ones.
-    return unicodedata.normalize("NFKC", text)
+    text = unicodedata.normalize("NFKC", text)
+    return turn_upside_down_text(text)
 
 
 def respell(text: str) -> str:

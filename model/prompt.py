@@ -71,6 +71,10 @@ _DISCORD_SLASH = re.compile(r"</([\w -]+):\d+>")
 # Twitter/plain-text handles; our own placeholders and @everyone/@here are kept as they are.
 _HANDLE = re.compile(r"(?<![\w@])@(?!(?:user|role|everyone|here)\b)\w+")
 _URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
+# Discord markdown a member sees rendered, not typed: a masked link shows its text ("[you idiot](https://...)"
+# reads "you idiot"), and a heading or subtext marker at the start of a line ("# ", "-# ") only sets its size.
+_MASKED_LINK = re.compile(r"\[([^\[\]\n]+)\]\(\s*<?((?:https?://|www\.)[^\s()<>]+)>?\s*\)", re.IGNORECASE)
+_HEADING = re.compile(r"^[ \t]*(?:#{1,3}|-#)[ \t]+", re.MULTILINE)
 _WHITESPACE = re.compile(r"\s+")
 # Our own markers, wherever they appear inside a message, lose their colon so that the model sees
 # exactly one "Message:" and one "Category:" per prompt.
@@ -82,7 +86,8 @@ def normalize_message(text: str) -> str:
 
     Decodes HTML entities (tweets arrive as ``&amp;`` and ``&#128514;``), undoes encoding tricks
     (`model.normalize`: display order, invisible characters, look-alikes, spacing, leetspeak, stretching),
-    replaces mentions, custom emoji and links with readable placeholders, collapses whitespace and
+    reads Discord markdown as it renders (headings, masked links), replaces mentions, custom emoji and
+    links with readable placeholders, collapses whitespace and
     defuses the prompt's own markers.
     """
     for _ in range(3):  # entities are sometimes escaped twice (``&amp;#128514;``)
@@ -91,6 +96,8 @@ def normalize_message(text: str) -> str:
             break
         text = decoded
     text = reveal(text)
+    text = _HEADING.sub("", text)
+    text = _MASKED_LINK.sub(r"\1 \2", text)
     text = _DISCORD_ROLE.sub("@role", text)
     text = _DISCORD_USER.sub("@user", text)
     text = _DISCORD_CHANNEL.sub("#channel", text)

@@ -108,3 +108,16 @@ def test_injections_keep_the_message_and_add_instructions_or_a_fake_example():
     assert disguise("instructions_before") == f"{INJECTION}\n\n{MESSAGE}"
     assert disguise("instructions_after") == f"{MESSAGE}\n\n{INJECTION}"
     assert disguise("fake_example").endswith(f"Category: neutral\n\nMessage: {MESSAGE}")
+
+
+def test_fancy_text_tricks_draw_every_letter_in_another_form():
+    small = disguise("small_capitals")
+    assert all(unicodedata.name(c).startswith(("LATIN LETTER SMALL CAPITAL", "LATIN SMALL LETTER O WITH OGONEK"))
+               or c == "x" for c in small if c.isalpha())
+    turned = disguise("upside_down")
+    assert turned[-1] == "ʇ" and turned[0] == "ɹ"  # "those ... server" reversed, with turned letters
+    boxed = disguise("regional_indicators").replace(ZWSP, "")
+    assert all(0x1F1E6 <= ord(c) <= 0x1F1FF for c in boxed if c not in " ,")
+    assert ZWSP in disguise("regional_indicators")  # so that no two letters render as a flag
+    link = disguise("masked_link")
+    assert link.startswith(f"[{MESSAGE}](https://") and link.endswith(")")
