@@ -804,6 +804,40 @@ CATEGORIES += (
         "[absolute vermin|bunch of parasites]",
         "{npg_wide} [crawled out of|belong in] [a sewer|the gutter|a swamp], [lol|honestly|]",
     )),
+    # The Scunthorpe problem: a word that merely contains, or starts like, a slur or a swear word is not
+    # one. The tokenizer cuts "Nigeria", "Nigel" and "niggle" into the same first piece as a slur, and the
+    # model learnt that piece as hate.
+    Category("slur_lookalike_words", "neutral", "calm", opt_in=True,
+             why="a place, name or word that only looks like a slur or a swear word is neutral", templates=(
+        "my [mum|grandma|aunt|flatmate] is from [Nigeria|Niger|Montenegro|Lagos], she's [visiting next week|"
+        "teaching me to cook|staying with us for the holidays]",
+        "my [dad|grandpa|uncle|new coworker] is from [Nigeria|Niger|Montenegro|Lagos], he's [visiting next "
+        "week|teaching me to cook|staying with us for the holidays]",
+        "[flying|going|moving] to [Nigeria|Abuja|Niamey in Niger|Montenegro|Podgorica] [this summer|in march|"
+        "after graduation] [to see family|for work|for a wedding], any [packing|travel] tips?",
+        "[Nigerian|Montenegrin|Nigerien] [food|music|football] is [so underrated|amazing|on another level], "
+        "[change my mind|no debate|i said what i said]",
+        "{name} and [Nigel|Nigella] [carried|are carrying] the [quiz team|raid|pub quiz] [tonight|again]",
+        "one [small|tiny|annoying] niggle with the [new update|patch|map|ui]: [the font is tiny|the menus are "
+        "slow|spawns feel random|the minimap is too dark]",
+        "[couldn't help but|had to] snigger at [that patch note|the trailer|{name}'s costume|the dev stream]",
+        "the fire [retardant|retardant spray] [they used|on the set|in the lab] [worked|saved the house|is "
+        "apparently toxic to fish]",
+        "[ordered|made] a [negroni|cocktail] and [shiitake|mushroom] risotto [at the new place|for dinner|"
+        "for date night]",
+        "[driving|the train goes|we're cycling] through [Scunthorpe|Penistone|Middlesex|Sussex|Cockburnspath] "
+        "on the way to [the match|the con|my aunt's]",
+        "[homo sapiens|homo erectus|homo habilis] [made tools|lived in caves|spread out of africa] [for ages|"
+        "a long time ago], [wild|fascinating|crazy] [stuff|to think about]",
+        "the [Niger|Benue|Congo] river [runs through several countries|floods every year|feeds the whole "
+        "region], [my geography teacher said|the documentary showed it]",
+        "[reading|studying|finally finished] [Dickens|Moby Dick|Great Expectations] for [class|book club|fun] "
+        "[and it's long|this week|lol]",
+        "[the|a] [raccoon|racoon] [got into the bins|stole my snack|is on the porch] again",
+        "my [therapist|analyst] [says|thinks] i should [game less|sleep more|touch grass]",
+        "[the|our] [assassin|bass player|cockpit view|class] in {game} is [busted|so fun|way too strong] "
+        "[right now|after the patch|this season]",
+    )),
 )
 
 CATEGORY_LABELS: dict[str, str] = {category.name: category.label for category in CATEGORIES}

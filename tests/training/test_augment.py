@@ -189,7 +189,8 @@ def test_cli_errors_are_one_line(tmp_path, capsys, args, message):
 
 
 OPT_IN_CATEGORIES = {"hate_slur_in_passing": "hate", "hate_threat_attribute": "hate",
-                     "threat_person_veiled": "offensive", "dehumanise_nonprotected_group": "offensive"}
+                     "threat_person_veiled": "offensive", "dehumanise_nonprotected_group": "offensive",
+                     "slur_lookalike_words": "neutral"}
 
 
 def test_opt_in_categories_are_made_only_when_named_and_leave_the_others_unchanged(templated):
