@@ -16,8 +16,8 @@ Everything here is deterministic for a seed and works on plain `Example`s; nothi
 database or knows Discord. The vocabulary is kept in module-level tuples so a reviewer can read every
 word the generator can produce. The groups and names are deliberately fixed lists (a core one, and a wider
 one on request): the project's evaluation suite uses others, so a score on it measures generalisation,
-not memorised slots. The
-sentence shapes are our own; none is taken from a published hate-speech test suite.
+not memorised slots. The sentence shapes are our own; none is taken from a published hate-speech test
+suite.
 """
 
 from __future__ import annotations

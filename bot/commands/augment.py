@@ -34,8 +34,8 @@ def register(subparsers) -> None:
                         help="N templated examples of category NAME instead of --per-category (repeatable; "
                              "0 leaves it out)")
     parser.add_argument("--wide-vocabulary", action="store_true",
-                        help="draw templated examples from a wider list of groups and names (about 70 groups "
-                             "and 50 names instead of 23 and 16)")
+                        help="draw templated examples from the wider lists of groups and names as well as the "
+                             "core ones (training/augment.py: WIDER_GROUPS, WIDER_NAMES)")
     parser.add_argument("--obfuscate-from", type=Path, nargs="+", action="extend", default=[], metavar="FILE",
                         help="labelled files whose hate and offensive messages are also obfuscated and "
                              "injected (any format `modbot train` reads; their own lines are not written)")
