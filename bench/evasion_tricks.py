@@ -204,6 +204,33 @@ def dotted(text: str, rng: random.Random) -> str:
     return " ".join(".".join(word) for word in text.split())
 
 
+def _join_words(text: str, glue: str, shape: Callable[[str], str] = str) -> str:
+    """The words of ``text`` joined by ``glue``, each shaped by ``shape``. A tweet's @handle keeps its space
+    after it, as a Discord mention (``<@id>``) is a token of its own that nothing can run into."""
+    groups: list[str] = []
+    for token in text.split():
+        if not groups or token.startswith("@") or groups[-1].startswith("@"):
+            groups.append(shape(token))
+        else:
+            groups[-1] += glue + shape(token)
+    return " ".join(groups)
+
+
+def camel_case(text: str, rng: random.Random) -> str:
+    """Words run together, each starting with a capital: "HateYouAll,GetOut"."""
+    return _join_words(text, "", lambda word: word[:1].upper() + word[1:])
+
+
+def underscores(text: str, rng: random.Random) -> str:
+    """Words joined by underscores, as in a username or an identifier: "hate_you_all"."""
+    return _join_words(text, "_")
+
+
+def no_spaces(text: str, rng: random.Random) -> str:
+    """Every space left out: "hateyouall,getout"."""
+    return _join_words(text, "")
+
+
 def stretched(text: str, rng: random.Random) -> str:
     """Stretched letters, "haaaate youuuu": in each word one letter (a vowel if any) repeated 3-6 more times."""
     words = []
@@ -261,6 +288,9 @@ TRICKS: dict[str, tuple[str, Trick]] = {
     "spaced_out": ("leetspeak_spacing", spaced_out),
     "dotted": ("leetspeak_spacing", dotted),
     "stretched": ("leetspeak_spacing", stretched),
+    "camel_case": ("leetspeak_spacing", camel_case),
+    "underscores": ("leetspeak_spacing", underscores),
+    "no_spaces": ("leetspeak_spacing", no_spaces),
     "hidden_in_middle": ("long_message", hidden_in_middle),
     "padded_in_front": ("long_message", padded_in_front),
     "instructions_before": ("injection", instructions_before),

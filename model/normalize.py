@@ -16,6 +16,8 @@ import re
 import unicodedata
 from functools import lru_cache
 
+from .word_breaks import is_word, split_run_together
+
 # Default_Ignorable_Code_Point (Unicode DerivedCoreProperties.txt) plus the bidi controls: code points that
 # render as nothing. Members put them between letters (k\u200dill) to split a word for the tokenizer.
 _DEFAULT_IGNORABLE = (
@@ -169,10 +171,12 @@ _DOTTED = re.compile(r"(?<![\w.\-_*])(?:[A-Za-z]([.\-_*]))(?:[A-Za-z]\1){1,}[A-Z
 
 def _join(match: re.Match) -> str:
     run = match.group(0)
-    # "a" and "i" are words of their own: "you are a l o s e r", "i h a t e you".
-    if run[0] in "aAiI" and len(run) >= 9:
+    word = run.replace(" ", "")
+    # "a" and "i" are words of their own ("you are a l o s e r", "i h a t e you"), unless the letters
+    # make one word with them ("i d i o t", "a s s h o l e").
+    if run[0] in "aAiI" and len(run) >= 9 and not is_word(word):
         return run[:2] + run[2:].replace(" ", "")
-    return run.replace(" ", "")
+    return word
 
 
 def join_spaced_letters(text: str) -> str:
@@ -235,6 +239,37 @@ def squeeze_stretched(text: str) -> str:
         return letter * (2 if letter.lower() in _DOUBLING else 1)
 
     return _STRETCHED.sub(squeeze, text)
+
+
+# Words run together with capitals or underscores marking where each starts ("YouAreAnIdiot",
+# "kill_all_of_them") read as one unknown token to the tokenizer; a reader sees the words. A token
+# qualifies with three parts or more, two of them with small letters, so names ("McDonald", "iPhone",
+# "PlayStation") and acronyms ("NASA", "macOS") stay as written; hashtags and @handles are left alone.
+_CAMEL_PART = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z][a-z']*|^[a-z][a-z']*")
+_CAMEL_TOKEN = re.compile(r"(?<![\w#@'])[A-Za-z][A-Za-z']*[A-Z][A-Za-z']*(?![\w'])")
+_JOINED_BY_UNDERSCORE = re.compile(r"(?<=[A-Za-z0-9,.!?;:])_+(?=[A-Za-z])|(?<=[A-Za-z])_+(?=[0-9,.!?;:])")
+# Words run together with nothing between them ("ihateyouallgetout"): twelve letters or more, all of one
+# case (the first may be a capital, at the start of a sentence).
+_RUN_TOGETHER = re.compile(r"(?<![\w#@'/])(?:[A-Za-z][a-z]{11,}|[A-Z]{12,})(?![\w'@])")
+
+
+def _split_camel(match: re.Match) -> str:
+    token = match.group(0)
+    parts = _CAMEL_PART.findall(token)
+    if "".join(parts) != token or len(parts) < 3 or sum(part != part.upper() for part in parts) < 2:
+        return token
+    return " ".join(parts)
+
+
+def separate_marked_words(text: str) -> str:
+    """Put the spaces back between words joined by capitals or underscores ("GoBackHome", "go_back_home")."""
+    text = _JOINED_BY_UNDERSCORE.sub(" ", text)
+    return _CAMEL_TOKEN.sub(_split_camel, text)
+
+
+def separate_run_together_words(text: str) -> str:
+    """Put the spaces back between words run together with nothing between them ("gobackhomeyouidiot")."""
+    return _RUN_TOGETHER.sub(lambda match: " ".join(split_run_together(match.group(0)) or [match.group(0)]), text)
 
 
 # Regional indicator symbols render as boxed letters, and a pair of them as that country's flag:
@@ -304,12 +339,16 @@ def reveal(text: str) -> str:
 
 
 def respell(text: str) -> str:
-    """Words spelled the way the model knows them: no accents, no look-alikes, no spacing, leet or stretching."""
+    """Words spelled the way the model knows them: no accents, look-alikes, spacing, leet, stretching or joining."""
     text = strip_latin_marks(text)
     text = map_lookalikes(text)
     text = join_spaced_letters(text)
+    # Before leetspeak, whose letters take the case of their digits ("PARA$I7ES" -> "PARAsItES"), which
+    # would read as capitals marking words; after stretching is undone, which a run's words need.
+    text = separate_marked_words(text)
     text = undo_leetspeak(text)
-    return squeeze_stretched(text)
+    text = squeeze_stretched(text)
+    return separate_run_together_words(text)
 
 
 def normalize_text(text: str) -> str:

@@ -84,6 +84,10 @@ def test_math_letters_draw_both_styles_and_keep_italic_h():
 def test_spacing_tricks_keep_the_letters_in_order():
     assert disguise("spaced_out", "hate you") == "h a t e   y o u"
     assert disguise("dotted", "hate you") == "h.a.t.e y.o.u"
+    assert disguise("camel_case", "we hate you, go away") == "WeHateYou,GoAway"
+    assert disguise("underscores", "we hate you, go away") == "we_hate_you,_go_away"
+    assert disguise("no_spaces", "we hate you, go away") == "wehateyou,goaway"
+    assert disguise("no_spaces", "RT @someone: we hate you") == "RT @someone: wehateyou"  # a mention stays apart
     stretched = disguise("stretched", "hate you")
     assert len(stretched) >= len("hate you") + 6
     assert re.sub(r"(.)\1+", r"\1", stretched) == "hate you"  # only repeated letters, nothing new

@@ -59,6 +59,7 @@ def test_spaced_out_letters_are_joined_but_chat_abbreviations_are_not():
     assert join_spaced_letters("you are a l o s e r") == "you are a loser"
     assert join_spaced_letters("f u c k  y o u") == "fuck  you"
     assert join_spaced_letters("i h a t e you") == "i hate you"
+    assert join_spaced_letters("I D I O T, a s s h o l e") == "IDIOT, asshole"  # "a" and "i" start a word
     assert join_spaced_letters("k.i.l.l yourself") == "kill yourself"
     assert join_spaced_letters("u r a legend") == "u r a legend"
     assert join_spaced_letters("e.g. the U.S. team") == "e.g. the U.S. team"
@@ -121,3 +122,22 @@ def test_discord_markdown_reads_as_rendered():
     assert normalize_message("-# small print\n## heading") == "small print heading"
     assert normalize_message("[you idiot](https://example.com/a)") == "you idiot [link]"
     assert normalize_message("#hashtag and #1 fan, [a](b)") == "#hashtag and #1 fan, [a](b)"
+
+
+@pytest.mark.parametrize(("joined", "reads"), [
+    ("YouAreAnIdiot, GoBackHome", "You Are An Idiot, Go Back Home"),  # capitals mark each word
+    ("USAIsGreat", "USA Is Great"),  # an acronym stays one word
+    ("you_are_an_idiot,_get_out", "you are an idiot, get out"),  # underscores
+    ("ihopeyoulosethematchtonight", "i hope you lose the match tonight"),  # nothing between the words
+    ("IHOPEYOULOSEEVERYMATCH", "I HOPE YOU LOSE EVERY MATCH"),
+    # Ordinary text the same rules must leave alone.
+    ("McDonald's, my iPhone, a PlayStation and NASA on macOS", "McDonald's, my iPhone, a PlayStation and NASA on macOS"),
+    ("#NeverGiveUp @SomeUserName", "#NeverGiveUp @SomeUserName"),  # hashtags and handles
+    ("__init__ and _italic_ text", "__init__ and _italic_ text"),
+    ("incomprehensibilities in scunthorpe", "incomprehensibilities in scunthorpe"),  # words of the list
+    ("intersectionality and speedrunners", "intersectionality and speedrunners"),  # two pieces: a word it lacks
+    ("assimiliation is fundementalist", "assimiliation is fundementalist"),  # misspelt: rare fragments
+    ("hahahahahahahaha asdfghjklqwerty", "hahahahahahahaha asdfghjklqwerty"),
+])
+def test_words_run_together_read_as_words(joined, reads):
+    assert normalize_text(joined) == reads
