@@ -44,6 +44,7 @@ class ServingPaused(ModbotError):
 @dataclass(frozen=True)
 class ServiceStats:
     queued: int
+    in_flight: int  # messages in the batch the model is classifying now
     classified: int
     dropped: int
     batches: int
@@ -72,6 +73,7 @@ class ClassificationService:
         self._names = ("", "")  # (model, adapter) served before a pause
         self._abandoned = 0  # messages of a batch cut short by close()
         self.classified = 0
+        self._in_flight = 0
         self.dropped = 0
         self._dropped_unreported = 0
         self._last_drop_report: float | None = None
@@ -130,6 +132,7 @@ class ClassificationService:
     def stats(self) -> ServiceStats:
         return ServiceStats(
             queued=self._queue.qsize(),
+            in_flight=self._in_flight,
             classified=self.classified,
             dropped=self.dropped,
             batches=sum(self._batch_sizes.values()),
@@ -216,6 +219,7 @@ class ClassificationService:
                 continue
             texts = [text for text, _ in batch]
             started = time.perf_counter()
+            self._in_flight = len(batch)
             try:
                 predictions = await loop.run_in_executor(self._executor, self._backend.classify, texts)
             except asyncio.CancelledError:
@@ -226,12 +230,14 @@ class ClassificationService:
                         self._abandoned += 1
                 raise
             except Exception as exc:
+                self._in_flight = 0
                 log.exception("Classifying a batch of %d messages failed", len(batch))
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
                 continue
             elapsed = time.perf_counter() - started
+            self._in_flight = 0
             self._seconds_in_model += elapsed
             self._batch_sizes[len(batch)] += 1
             self.classified += len(batch)

@@ -38,26 +38,30 @@ def small_batches(settings):
 
 
 async def send_without_waiting(env, server, count: int) -> list[int]:
-    """Post ``count`` messages (every fourth one hateful) and let the bot queue them, without settling."""
+    """Post ``count`` messages (every fourth one hateful) and wait until the bot has handed every one to its
+    classification service, without settling."""
     ids = [env.backend.create_message(server.general.id, server.member.id,
                                       f"{HATE_WORD} number {i}" if i % 4 == 0 else f"message number {i}").id
            for i in range(count)]
-    for _ in range(50):
-        await asyncio.sleep(0.01)
-        if env.bot.service.stats().queued + env.bot.service.stats().classified >= count - 2:
+    for _ in range(500):
+        stats = env.bot.service.stats()
+        if stats.queued + stats.in_flight + stats.classified >= count:
             break
+        await asyncio.sleep(0.01)
     return ids
 
 
 async def test_shutdown_classifies_the_queued_messages_before_it_stops(make_bot, settings, caplog):
     caplog.set_level(logging.INFO, logger="bot")
-    bot = make_bot(settings_=small_batches(settings), classifier_=Slow(0.02))
+    gate = threading.Event()  # the model waits until every message is queued
+    bot = make_bot(settings_=small_batches(settings), classifier_=Slow(0.02, gate=gate))
     async with simcord.run(bot) as env:
         server = Server(env)
         await server.set_review_channel()
         ids = await send_without_waiting(env, server, 40)
         assert env.bot.service.stats().queued > 10  # still queued when the bot is told to stop
         db_path = env.bot.settings.db_path
+        gate.set()
         await env.bot.close()
         assert len(server.cards()) == 10
     conn = await storage.open_database(db_path)
