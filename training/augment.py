@@ -804,6 +804,38 @@ CATEGORIES += (
         "[absolute vermin|bunch of parasites]",
         "{npg_wide} [crawled out of|belong in] [a sewer|the gutter|a swamp], [lol|honestly|]",
     )),
+    # The words of dehumanising hate ("vermin", "wipe them out", "get them out") aimed at animals, pests,
+    # objects, food or weather: no person is attacked, so neutral. Without them the model learnt the
+    # words and called "spiders are disgusting and i want them out of my house" hate.
+    Category("hostility_at_things", "neutral", "hype", opt_in=True,
+             why="harsh words about animals, pests, objects, food or weather attack no person: neutral", templates=(
+        "[spiders|cockroaches|silverfish|centipedes|ants in the kitchen] are [disgusting|vile|pure evil|the "
+        "worst], [i want every one of them gone|get them out of my flat|someone call an exterminator]",
+        "every [mosquito|tick|wasp|horsefly|bedbug] on [earth|this planet] should be [wiped out|exterminated|"
+        "eradicated], [no regrets|fight me|i said what i said]",
+        "[this printer|my laptop|the office wifi|this router|the new headset] is a [useless|worthless|"
+        "pathetic] [piece of junk|hunk of plastic|brick] and [belongs in a skip|is going out the window|i'm "
+        "smashing it tonight]",
+        "[mondays|group projects|winter mornings] are [a plague on humanity|pure torture|a disease], "
+        "[abolish|ban|get rid of] them [already|forever|]",
+        "[tax season|daylight saving|the commute] is [a plague on humanity|pure torture|a disease], [abolish|"
+        "ban|get rid of] it [already|forever|]",
+        "[pineapple on pizza|cauliflower rice|black liquorice|gas station sushi] is [an abomination|filth|a "
+        "crime against food] and [should be banned|has no place in my kitchen|needs to be wiped off every "
+        "menu]",
+        "the [weeds|brambles|nettles] in [my garden|the allotment] [need to die|must be destroyed|are an "
+        "infestation], [bringing out the weedkiller|going full scorched earth] [this weekend|tomorrow]",
+        "the [mould|damp] in [the bathroom|my flat] [needs to die|must be destroyed|is an infestation], "
+        "[bringing out the bleach|going full scorched earth] [this weekend|tomorrow]",
+        "[pigeons|seagulls|geese|magpies] are [flying rats|feathered vermin|demons] and [one stole my chips|"
+        "they chased me again|they wrecked the picnic]",
+        "the [goblins|zombies|rats in the sewer level|bots] in {game} are [vermin|a plague|subhuman trash], "
+        "[wipe them all out|burn the nest|no mercy]",
+        "[this heatwave|the rain|this wind|the fog] [is|has been] [evil|the enemy|unbearable], [make it stop|"
+        "i want it gone|send it back where it came from]",
+        "the [slugs|snails|aphids|caterpillars] [ate|destroyed] my [lettuces|tomatoes|roses] again, [they "
+        "deserve to die|war is declared|every last one is getting picked off]",
+    )),
     # The Scunthorpe problem: a word that merely contains, or starts like, a slur or a swear word is not
     # one. The tokenizer cuts "Nigeria", "Nigel" and "niggle" into the same first piece as a slur, and the
     # model learnt that piece as hate.
