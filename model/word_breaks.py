@@ -12,10 +12,10 @@ Cutting a word that is merely rare or misspelt would change what an ordinary mes
   fits ("intersection ality", "speed runners"), while words run together on purpose come several at a
   time;
 - every piece of four letters or fewer is a frequent word, and at most a fifth of its letters are in
-  longer pieces that are not (a name: "yusuf", "jamie"). A frequent word is among the
-  100,000 most frequent for seven letters or more, the 20,000 for five or six, the 10,000 for three or
-  four, and an English word for one or two letters: a misspelt word cuts into rare fragments ("simili",
-  "ation", "lym"), and the list also has codes and abbreviations ("jkl", "pc").
+  longer pieces that are not (a name: "yusuf", "jamie"). A frequent word is among the 100,000 most
+  frequent for seven letters or more, the 20,000 for five or six, the 10,000 for three or four, and an
+  English word for one or two letters: a misspelt word cuts into rare fragments ("simili", "ation",
+  "lym"), and the list also has codes and abbreviations ("jkl", "pc").
 The lists are read the first time a run needs them (under a second, about 95 MB).
 """
 
