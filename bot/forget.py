@@ -121,8 +121,9 @@ async def forget_everywhere(conn: aiosqlite.Connection, settings: Settings, *, u
     versions = await storage.list_versions(conn, limit=1_000_000)
     directories = _data_directories(settings.adapter_dir, versions)
     report = Report(target, rows)
-    matcher = _Matcher(user_id, rows.message_ids, rows.correction_texts)
-    report.files, report.errors = await asyncio.to_thread(_erase_files, directories, matcher)
+    # The matcher is built in the thread too: it normalises the texts, which may load word lists (a second).
+    report.files, report.errors = await asyncio.to_thread(
+        lambda: _erase_files(directories, _Matcher(user_id, rows.message_ids, rows.correction_texts)))
 
     trained = _trained_versions(report.files, versions)
     for earlier in await storage.earlier_erasures(conn, user_id=user_id, message_id=message_id):

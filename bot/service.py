@@ -230,14 +230,14 @@ class ClassificationService:
                         self._abandoned += 1
                 raise
             except Exception as exc:
-                self._in_flight = 0
                 log.exception("Classifying a batch of %d messages failed", len(batch))
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
                 continue
+            finally:
+                self._in_flight = 0
             elapsed = time.perf_counter() - started
-            self._in_flight = 0
             self._seconds_in_model += elapsed
             self._batch_sizes[len(batch)] += 1
             self.classified += len(batch)
