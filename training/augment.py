@@ -870,6 +870,43 @@ CATEGORIES += (
         "[the|our] [assassin|bass player|cockpit view|class] in {game} is [busted|so fun|way too strong] "
         "[right now|after the patch|this season]",
     )),
+    # Added after the rounds from v7: quoted hate came out hate when the quote opens the message and the
+    # rejection follows it (most counter_quote templates reject first), and negation written in other ways
+    # than "i don't think" came out hate.
+    Category("counter_quote_leading", "neutral", "serious", opt_in=True,
+             why="hate quoted first and rejected after is counter-speech, neutral", templates=(
+        "\"{claim}\". [imagine|picture] [typing that|believing that] [as an adult|in this day and age]. "
+        "[embarrassing|yikes|grim]",
+        "\"{claim}\" [and|but] [zero|not one] [source|shred of evidence] [attached|given]. [reported|mods "
+        "please deal with this]",
+        "'{claim}' -- [nope|no], [that's a slur dressed up as a fact|that's bigotry with extra steps]",
+        "\"{claim}\" [gets|got] posted [every week|every few days] in [the comments|{channel}] and it's "
+        "[still|always] [nonsense|garbage]",
+        "\"{claim}\", [says|typed] [a guy|someone] who [has never left his town|gets his news from memes]",
+        "\"{claim}\"... [friendly reminder|reminder] that [this is|that's] how [pogroms|witch hunts|mob "
+        "violence] [start|started]",
+        "'{claim}' [lol|bro|lmao] [no|nah]. my [neighbours|teammates|coworkers] are {group} and [that's "
+        "nothing like them|it's not remotely true]",
+        "\"{claim}\" [is not|isn't] [an opinion|a hot take|a debate], [it's|that's] [just hate|bigotry]. "
+        "[moving on|next]",
+        "\"{claim}\" [was|is] [written|printed] on [a flyer|a sticker|a poster] [at the station|outside "
+        "school|on our street] and [we|i] [tore it down|reported it]",
+        "\"{claim}\"? [citation needed|source: trust me bro]. [stop spreading this|this is just hate]",
+    )),
+    Category("negated_hate_varied", "neutral", "calm", opt_in=True,
+             why="saying in any words that one does not hold a hateful view is neutral", templates=(
+        "[nobody|no one] [here|in this server|on my team] [believes|thinks] {group} are {neg_adj}",
+        "[never|not once] [have i thought|did i think] {group} [ought to be|deserve to be] [driven out|sent "
+        "back|treated worse]",
+        "{group} being {neg_adj}? [nah|no way|not a chance], that's [not me|never been what i think]",
+        "i would never [say|claim] that {group} are {neg_adj}, [because it's|it's] [nonsense|not true]",
+        "[saying|claiming] {group} are {neg_adj} [isn't|is not] [something i'd ever do|how i was raised]",
+        "[hard|strong] disagree with [anyone who thinks|people who think] {group} are {neg_adj}",
+        "[i've|we've] [got|had] [no issue|no problem|zero issues] with {group} [living|working|moving in] "
+        "[next door|here|on our street]",
+        "{group} [aren't|are not] {neg_adj} and [never were|nobody sensible says they are]",
+        "[banning|keeping out] {group}? [count me out|not in my name|i'd never vote for that]",
+    )),
 )
 
 CATEGORY_LABELS: dict[str, str] = {category.name: category.label for category in CATEGORIES}

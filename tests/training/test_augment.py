@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import re
@@ -191,7 +192,8 @@ def test_cli_errors_are_one_line(tmp_path, capsys, args, message):
 
 OPT_IN_CATEGORIES = {"hate_slur_in_passing": "hate", "hate_threat_attribute": "hate",
                      "threat_person_veiled": "offensive", "dehumanise_nonprotected_group": "offensive",
-                     "slur_lookalike_words": "neutral", "hostility_at_things": "neutral"}
+                     "slur_lookalike_words": "neutral", "hostility_at_things": "neutral",
+                     "counter_quote_leading": "neutral", "negated_hate_varied": "neutral"}
 
 
 def test_opt_in_categories_are_made_only_when_named_and_leave_the_others_unchanged(templated):
@@ -255,3 +257,27 @@ def test_the_things_that_hostility_at_things_names_stay_out_of_its_functional_su
     cases = [row for row in rows if row.endswith(",neutral_hostility_at_things")]
     assert len(cases) == 30 and len(named) > 30
     assert not [(thing, case) for thing in named for case in cases if re.search(rf"\b{re.escape(thing)}\b", case)]
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z']+", text.lower())
+
+
+@pytest.mark.parametrize("name", ["counter_quote_leading", "negated_hate_varied"])
+def test_the_wording_of_the_later_counter_speech_templates_stays_out_of_the_functional_suite(name):
+    # Written after reading the suite's misses: the rule may match, the wording must not. No run of four
+    # words a template writes itself (its slots, shared with older categories, left out) is in a case.
+    category = next(c for c in augment.CATEGORIES if c.name == name)
+    runs = set()
+    for template in category.templates:
+        fixed = re.sub(r"\{[^}]*\}", " | ", template)  # a slot breaks a run of the template's own words
+        for choice in itertools.product(*[part.split("|") for part in re.split(r"\[|\]", fixed)[1::2]]):
+            pieces = re.split(r"\[[^\]]*\]", fixed)
+            text = "".join(piece + (choice[i] if i < len(choice) else "") for i, piece in enumerate(pieces))
+            for segment in text.split("|"):
+                words = _words(segment)
+                runs |= {tuple(words[i:i + 4]) for i in range(len(words) - 3)}
+    suite = (Path(__file__).parents[2] / "eval" / "functional.csv").read_text(encoding="utf-8").splitlines()
+    shared = [(" ".join(run), case) for case in suite for run in runs
+              if f" {' '.join(run)} " in f" {' '.join(_words(case))} "]
+    assert runs and not shared

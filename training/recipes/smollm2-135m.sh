@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Reproduces the shipped default adapter, model/adapters/smollm2-135m (smollm2-135m-chat-v7). Run it with
-# `make adapter`. Six steps:
+# Reproduces the shipped default adapter, model/adapters/smollm2-135m (smollm2-135m-chat-v8). Run it with
+# `make adapter`. Seven steps:
 #
 #   1. Davidson soup (about 50 minutes on an idle 2-core CPU): three LoRA adapters trained on Davidson's
 #      tweets with seeds 1, 2 and 3, averaged (`modbot soup`). This was the shipped v3.
@@ -22,8 +22,12 @@
 #      averaged). The soup of R5 and R6, compressed to rank 96, was the shipped v6.
 #   6. Round 7 (about 25 minutes): two members start from v6 on two draws of the mix with the four categories
 #      added after v6 (identity slurs in passing, threats that name who someone is, veiled threats, dehumanising
-#      words at unprotected groups) and the other side of each boundary; the shipped adapter is the soup of v6
-#      and R7, compressed to rank 96 (58 MB).
+#      words at unprotected groups) and the other side of each boundary; the soup of v6 and R7, compressed to
+#      rank 96, was the shipped v7.
+#   7. Rounds 11-13 (about 75 minutes): R11 from v7 adds words that only look like a slur and harsh words
+#      about things; R12 from R11 leans back on counter-speech, negated hate and slurs thrown at a person; R13
+#      from the soup of R11 and R12 adds hate quoted first and rejected after it, and negation in other words.
+#      The shipped adapter is the soup of R11+R12 and R13, compressed to rank 96 (58 MB).
 #
 # MODBOT_INIT_ADAPTER=DIR skips step 1 and starts step 3 from DIR (an adapter of the same base model).
 #
@@ -38,7 +42,8 @@ RUNS=${MODBOT_RUNS:-runs/shipped-adapter}
 SHIPPED=model/adapters/smollm2-135m
 MODBOT=.venv/bin/modbot
 PYTHON=.venv/bin/python
-VERSION=smollm2-135m-chat-v7
+VERSION=smollm2-135m-chat-v8
+V7=smollm2-135m-chat-v7
 V4=smollm2-135m-chat-v4
 V5=smollm2-135m-chat-v5
 V6=smollm2-135m-chat-v6
@@ -153,11 +158,13 @@ R6_WEIGHTS="--category counter_quote=60 --category counter_denounce=40 --categor
   --category hate_between_chat=25 --category threat_person=50 --category hate_as_question=30
   --category hate_threat_identity=60 --category everyday_chat=25 --category criticism_not_people=20
   --category benign_violent_words=25"
-pair() {  # two members of one round at once, then their soup: pair RELEASE NAME INIT LR WEIGHTS SEED_A SEED_B
-  local release=$1 name=$2 init=$3 lr=$4 weights=$5 a=$6 b=$7
-  round_member "$a" "$init" "$lr" "$weights" $((a + 1)) "$RUNS/${name}a" "$release" > "$RUNS/${name}a.log" 2>&1 &
+# pair RELEASE NAME INIT LR WEIGHTS MIX_SEED_A MIX_SEED_B [TRAIN_SEED_A TRAIN_SEED_B]: two members of one round
+# at once, then their soup. The training seeds default to the mix seeds plus one.
+pair() {
+  local release=$1 name=$2 init=$3 lr=$4 weights=$5 a=$6 b=$7 seed_a=${8:-$(($6 + 1))} seed_b=${9:-$(($7 + 1))}
+  round_member "$a" "$init" "$lr" "$weights" "$seed_a" "$RUNS/${name}a" "$release" > "$RUNS/${name}a.log" 2>&1 &
   local first=$!
-  round_member "$b" "$init" "$lr" "$weights" $((b + 1)) "$RUNS/${name}b" "$release" > "$RUNS/${name}b.log" 2>&1 &
+  round_member "$b" "$init" "$lr" "$weights" "$seed_b" "$RUNS/${name}b" "$release" > "$RUNS/${name}b.log" 2>&1 &
   local second=$!
   wait "$first" && wait "$second" || { echo "a member of $name failed: see $RUNS/$name*.log" >&2; exit 1; }
   "$MODBOT" soup "$RUNS/${name}a" "$RUNS/${name}b" --version "$release-$name" --max-rank 96 --out "$RUNS/$name" \
@@ -178,9 +185,28 @@ R7_WEIGHTS="--category hate_slur_in_passing=45 --category hate_threat_attribute=
   --category hate_dehumanising=30 --category counter_quote=40 --category counter_denounce=30
   --category negated_hate=20 --category benign_violent_words=30 --category everyday_chat=25
   --category hate_as_question=25"
-pair "$VERSION" round7 "$RUNS/v6" 2e-4 "$R7_WEIGHTS" 13 15
+pair "$V7" round7 "$RUNS/v6" 2e-4 "$R7_WEIGHTS" 13 15
+"$MODBOT" soup "$RUNS/v6" "$RUNS/round7" --version "$V7" --max-rank 96 --out "$RUNS/v7" --overwrite
 
-"$MODBOT" soup "$RUNS/v6" "$RUNS/round7" --version "$VERSION" --max-rank 96 "${EVALS[@]}" --threads 2 \
+# -- 7. Rounds 11-13 ------------------------------------------------------------------------------------
+# (Rounds 8-10 were tried and not kept: docs/training.md.) R11 adds two opt-in categories the suite found
+# missing (words that only look like a slur; harsh words about animals, pests, objects, food or weather).
+# It called more quoted counter-speech hate, so R12 starts from it leaning back on counter-speech, negated
+# hate and slurs thrown at a person; R13 starts from their soup with two more opt-in categories: hate quoted
+# first and rejected after it, and negation in other words than "i don't think".
+R11_WEIGHTS="$R7_WEIGHTS --category slur_lookalike_words=40 --category hostility_at_things=40"
+R12_WEIGHTS="$R7_WEIGHTS --category slur_lookalike_words=40 --category hostility_at_things=30
+  --category counter_quote=55 --category counter_denounce=40 --category negated_hate=40
+  --category slur_as_insult=45 --category group_question=35"
+R13_WEIGHTS="$R12_WEIGHTS --category counter_quote_leading=45 --category negated_hate_varied=40
+  --category hostility_at_things=25"
+pair "$VERSION" round11 "$RUNS/v7" 2e-4 "$R11_WEIGHTS" 29 31 1 2
+pair "$VERSION" round12 "$RUNS/round11" 2e-4 "$R12_WEIGHTS" 33 35 1 2
+"$MODBOT" soup "$RUNS/round11" "$RUNS/round12" --version "$VERSION-r11-12" --max-rank 96 --out "$RUNS/r11-12" \
+  --overwrite
+pair "$VERSION" round13 "$RUNS/r11-12" 2e-4 "$R13_WEIGHTS" 37 39 1 2
+
+"$MODBOT" soup "$RUNS/r11-12" "$RUNS/round13" --version "$VERSION" --max-rank 96 "${EVALS[@]}" --threads 2 \
   --out "$RUNS/chat" --overwrite
 cp "$RUNS/test.jsonl" "$RUNS/dev.jsonl" "$RUNS/chat/"
 rm -rf "$SHIPPED.old" && mv "$SHIPPED" "$SHIPPED.old" && mv "$RUNS/chat" "$SHIPPED" && rm -rf "$SHIPPED.old"
