@@ -195,7 +195,8 @@ pair "$V7" round7 "$RUNS/v6" 2e-4 "$R7_WEIGHTS" 13 15
 # hate and slurs thrown at a person; R13 starts from their soup with two more opt-in categories: hate quoted
 # first and rejected after it, and negation in other words than "i don't think".
 R11_WEIGHTS="$R7_WEIGHTS --category slur_lookalike_words=40 --category hostility_at_things=40"
-R12_WEIGHTS="$R7_WEIGHTS --category slur_lookalike_words=40 --category hostility_at_things=30
+# A later --category NAME=N replaces an earlier one, so each round's weights extend the round before.
+R12_WEIGHTS="$R11_WEIGHTS --category hostility_at_things=30
   --category counter_quote=55 --category counter_denounce=40 --category negated_hate=40
   --category slur_as_insult=45 --category group_question=35"
 R13_WEIGHTS="$R12_WEIGHTS --category counter_quote_leading=45 --category negated_hate_varied=40
