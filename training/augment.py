@@ -198,6 +198,17 @@ WIDER_NAMES: tuple[str, ...] = (
 )
 
 
+# The groups with a cuisine, a language, a dress or customs of their own (national, ethnic and religious
+# groups), for the templates that ask about those.
+CULTURES = frozenset({
+    "Muslims", "Jews", "Mexicans", "Chinese people", "Hindus", "Arabs", "Native Americans", "Christians",
+    "Latinos", "Indians", "Ukrainians", "Romanians", "Turks", "Kurds", "Ethiopians", "Brazilians", "Irish people",
+    "Albanians", "Bangladeshis", "Iranians", "Syrians", "Afghans", "Aboriginal Australians", "Puerto Ricans",
+    "Jamaicans", "Congolese people", "Moroccans", "Ghanaians", "Japanese people", "Tamils", "Armenians",
+    "Hmong people", "Maori", "Irish Travellers", "Orthodox Jews", "Shia Muslims", "pagans",
+})
+
+
 class Vocabulary(NamedTuple):
     """The groups and names templates draw from."""
 
@@ -247,6 +258,11 @@ SLOTS: dict[str, tuple[str, ...]] = {
     # Slurs thrown at one person as an all-purpose insult, with no identity of theirs in view: offensive.
     "insult_slur": ("retard", "tard", "spastic", "mongoloid", "bitch", "cunt", "twat", "pussy"),
     "insult_slur_adj": ("retarded", "a retard", "spastic", "a total spastic", "a little bitch", "a cunt"),
+    # Added after v8: more of the ableist words thrown as an insult, in noun and adjective forms.
+    "insult_slur_wide": ("{insult_slur}", "moron", "cretin", "imbecile", "lunatic", "nutjob", "cripple",
+                         "loony", "headcase", "simpleton"),
+    "insult_slur_adj_wide": ("{insult_slur_adj}", "mental", "brain-dead", "moronic", "deranged", "demented",
+                             "loony", "special needs"),
     # Slurs for a protected group, aimed at that group or at a person for belonging to it: hate.
     "identity_slur": ("nigger", "faggot", "kike", "chink", "spic", "wetback", "towelhead", "tranny", "dyke",
                       "gook", "raghead", "beaner", "coon", "sand nigger"),
@@ -907,6 +923,52 @@ CATEGORIES += (
         "{group} [aren't|are not] {neg_adj} and [never were|nobody sensible says they are]",
         "[banning|keeping out] {group}? [count me out|not in my name|i'd never vote for that]",
     )),
+    # Added after v8: a practical question to a group's members (food, language, dress, customs) came out
+    # hate where the older templates only asked about feelings and representation; and a slur thrown at a
+    # person came out hate when it was said about them in the third person, as an adjective or at their
+    # behaviour, where the older templates mostly addressed them ("you ...").
+    Category("group_question_everyday", "neutral", "calm", opt_in=True,
+             why="an everyday question about a group's food, language, dress or customs is neutral", templates=(
+        "{lead}what do {culture} [traditionally|normally] [cook|serve] for [new year|a birthday|a big family "
+        "dinner]? [i'm hosting|want to try making something]",
+        "could [one of the|any] {culture} on here [teach me|explain] [a few phrases|the basics] of [their "
+        "language|the language their grandparents spoke]?",
+        "do {culture} [follow|keep] any [traditions|customs] around [naming a baby|weddings|moving house]? "
+        "[reading about it now|genuinely interested]",
+        "how do {culture} [usually|normally] [greet|address] [elders|older relatives|guests]? [meeting my "
+        "partner's family soon|don't want to get it wrong]",
+        "[what's|whats] [a good|the best] [book|film|podcast] [about the history of|for learning about] "
+        "{group}?",
+        "how do {culture} [celebrate|mark] [coming of age|graduation|a new baby]? [trying to pick|looking "
+        "for] a [gift|card]",
+        "[are there|know of] any {game} [servers|guilds|clans] run by {group}? [would love|looking] to join "
+        "one",
+        "is there a [polite|respectful] way to ask {culture} [about their accents|where their names come "
+        "from|about their faith]?",
+        "do {culture} [wear|have] [anything special|particular clothes|special outfits] for [holidays|weddings|"
+        "prayer]? [saw some photos|my coworker mentioned it]",
+        "{lead}which [snacks|dishes|sweets] would {culture} [recommend|say are a must] for [a first timer|someone "
+        "new to the food]?",
+    )),
+    Category("slur_as_insult_varied", "offensive", "hostile", opt_in=True,
+             why="a slur used as a generic insult about a person, in any shape, with no identity in view, is "
+                 "offensive", templates=(
+        "[the|that] {insult_slur_wide} [in mid lane|on bot lane|in my squad] [keeps|won't stop] [dying|stealing "
+        "kills|pulling extra mobs]",
+        "[please|pls] [don't|do not] be so {insult_slur_adj_wide}, [it's|the answer is] in the [faq|guide]",
+        "{name} is being {insult_slur_adj_wide} again [about the loot|in voice|over nothing]",
+        "[our|my] [duo|healer|tank] is [a certified|an actual|a complete] {insult_slur_wide}, [ran into the "
+        "lava|forgot to heal|aggroed the whole room]",
+        "[stop|quit] [acting|being] {insult_slur_adj_wide} over [a game|one match|a cosmetic], {name}",
+        "[lol|lmao|bruh] [what an absolute|such a total] {insult_slur_wide}, [muted the whole call|logged off mid-fight|"
+        "spent all the gold]",
+        "[nobody|no one] [asked|cares], you {insult_slur_wide}",
+        "[this|some] {insult_slur_wide} in [chat|the lobby|voice] [thinks|swears] the [patch|map] is "
+        "[balanced|fine]",
+        "[my|our] [manager|landlord|lab partner] is [such a|a total] {insult_slur_wide}, [lost the keys|broke "
+        "the printer|forgot the deadline] again",
+        "[bet|pretty sure] {name} [is|was] {insult_slur_adj_wide} enough to [fall for that|click the link]",
+    )),
 )
 
 CATEGORY_LABELS: dict[str, str] = {category.name: category.label for category in CATEGORIES}
@@ -942,7 +1004,7 @@ WRAP_SHARE = 0.15
 
 _ALTERNATIVES = re.compile(r"\[([^\[\]]*)\]")
 _SLOT = re.compile(r"\{(\w+)\}")
-_GROUP_FIELDS = ("group", "one", "bare", "pred", "kin", "detail")
+_GROUP_FIELDS = ("group", "culture", "one", "bare", "pred", "kin", "detail")
 
 
 def generate_templated(seed: int, per_category: int, counts: dict[str, int] | None = None,
@@ -990,7 +1052,7 @@ def _expand(template: str, rng: random.Random, vocabulary: Vocabulary = CORE_VOC
     group = _pick_group(template, rng, vocabulary.groups)
     name, name2 = rng.sample(vocabulary.names, 2)
     bound: dict[str, str | tuple[str, ...]] = {
-        "group": group.plural, "one": _with_article(group.bare), "bare": group.bare,
+        "group": group.plural, "culture": group.plural, "one": _with_article(group.bare), "bare": group.bare,
         "pred": group.pred, "kin": group.kin, "detail": group.details, "name": name, "name2": name2,
     }
 
@@ -1010,9 +1072,12 @@ def _expand(template: str, rng: random.Random, vocabulary: Vocabulary = CORE_VOC
 
 
 def _pick_group(template: str, rng: random.Random, groups: Sequence[Group]) -> Group:
-    # A template that needs a group's kin or details only takes groups that have them.
+    # A template that needs a group's kin or details only takes groups that have them, and one that asks
+    # about food, language or customs ({culture}) only the groups that have their own.
     used = [field for field in ("kin", "detail") if "{" + field + "}" in template]
     candidates = [g for g in groups if all(getattr(g, "details" if f == "detail" else f) for f in used)]
+    if "{culture}" in template:
+        candidates = [g for g in candidates if g.plural in CULTURES]
     return rng.choice(candidates)
 
 

@@ -192,7 +192,8 @@ def test_cli_errors_are_one_line(tmp_path, capsys, args, message):
 OPT_IN_CATEGORIES = {"hate_slur_in_passing": "hate", "hate_threat_attribute": "hate",
                      "threat_person_veiled": "offensive", "dehumanise_nonprotected_group": "offensive",
                      "slur_lookalike_words": "neutral", "hostility_at_things": "neutral",
-                     "counter_quote_leading": "neutral", "negated_hate_varied": "neutral"}
+                     "counter_quote_leading": "neutral", "negated_hate_varied": "neutral",
+                     "group_question_everyday": "neutral", "slur_as_insult_varied": "offensive"}
 
 
 def test_opt_in_categories_are_made_only_when_named_and_leave_the_others_unchanged(templated):
@@ -271,8 +272,9 @@ def _every_expansion(template: str) -> list[str]:
             for text in _every_expansion(template[:match.start()] + option + template[match.end():])]
 
 
-@pytest.mark.parametrize("name", ["counter_quote_leading", "negated_hate_varied"])
-def test_the_wording_of_the_later_counter_speech_templates_stays_out_of_the_functional_suite(name):
+@pytest.mark.parametrize("name", ["counter_quote_leading", "negated_hate_varied", "group_question_everyday",
+                                  "slur_as_insult_varied"])
+def test_the_wording_of_templates_written_after_reading_the_suite_stays_out_of_it(name):
     # Written after reading the suite's misses: the rule may match, the wording must not. No run of four
     # words a template writes itself (its slots, shared with older categories, left out) is in a case.
     category = next(c for c in augment.CATEGORIES if c.name == name)
@@ -285,3 +287,15 @@ def test_the_wording_of_the_later_counter_speech_templates_stays_out_of_the_func
     suite = (Path(__file__).parents[2] / "eval" / "functional.csv").read_text(encoding="utf-8").splitlines()
     shared = [(run, case) for case in suite for run in runs if f" {run} " in f" {' '.join(_words(case))} "]
     assert runs and not shared
+
+
+def test_questions_about_food_language_and_customs_are_asked_only_of_groups_that_have_their_own():
+    category = next(c for c in augment.CATEGORIES if c.name == "group_question_everyday")
+    templates = [t for t in category.templates if "{culture}" in t]
+    rng = random.Random(3)
+    for vocabulary in (augment.CORE_VOCABULARY, augment.WIDE_VOCABULARY):
+        others = [g.plural.lower() for g in vocabulary.groups if g.plural not in augment.CULTURES]
+        texts = [augment._expand(rng.choice(templates), rng, vocabulary).lower() for _ in range(300)]
+        assert len(templates) >= 6
+        assert not [t for t in texts if any(re.search(rf"\b{re.escape(g)}\b", t) for g in others)]
+        assert len({g for g in augment.CULTURES if any(g.lower() in t for t in texts)}) >= 8
