@@ -10,6 +10,9 @@ writes it here first, as one text/label JSONL that `modbot train --data` reads:
   data/wiki_toxicity_labelling.md) and a sample of the ordinary ones, which often name groups;
 - the project's own augmentation (`modbot augment`), given as a file.
 
+With `--disability-insults-offensive` a hate label on a disability slur thrown as a generic insult is made
+offensive, as the guide says (training/guide_labels.py).
+
 Usage (from the repository root; training/recipes/smollm2-135m.sh runs it):
     .venv/bin/python training/recipes/mix.py --exclude A.jsonl --exclude B.jsonl --augment aug.jsonl \
         --out runs/mix.jsonl
@@ -27,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script 
 
 from training.dataset import merge_sources, read_keys, take_per_class, to_jsonl, without  # noqa: E402
 from training.formats import Example, read_examples  # noqa: E402
+from training.guide_labels import disability_insults_as_offensive  # noqa: E402
 
 
 def _at_most(examples: list[Example], label: str, limit: int | None, seed: int) -> list[Example]:
@@ -50,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--toxigen-neutral", type=int,
                         help="at most this many of ToxiGen's ordinary statements (default all)")
     parser.add_argument("--wiki-flagged", type=int, help="at most this many toxic Wikipedia comments (default all)")
+    parser.add_argument("--disability-insults-offensive", action="store_true",
+                        help="label offensive, not hate, a disability slur thrown as a generic insult (docs/labels.md)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
@@ -77,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
              "augment": augmented}
     mix = [example for part in parts.values() for example in part]
     random.Random(args.seed + 1).shuffle(mix)
+    if args.disability_insults_offensive:
+        mix, changed = disability_insults_as_offensive(mix)
+        print(f"relabelled {changed} disability insults from hate to offensive")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(to_jsonl(mix), encoding="utf-8")
     for name, part in parts.items():

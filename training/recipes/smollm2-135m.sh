@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Reproduces the shipped default adapter, model/adapters/smollm2-135m (smollm2-135m-chat-v8). Run it with
-# `make adapter`. Seven steps:
+# Reproduces the shipped default adapter, model/adapters/smollm2-135m (smollm2-135m-chat-v9). Run it with
+# `make adapter`. Eight steps:
 #
 #   1. Davidson soup (about 50 minutes on an idle 2-core CPU): three LoRA adapters trained on Davidson's
 #      tweets with seeds 1, 2 and 3, averaged (`modbot soup`). This was the shipped v3.
@@ -27,7 +27,11 @@
 #   7. Rounds 11-13 (about 75 minutes): R11 from v7 adds words that only look like a slur and harsh words
 #      about things; R12 from R11 leans back on counter-speech, negated hate and slurs thrown at a person; R13
 #      from the soup of R11 and R12 adds hate quoted first and rejected after it, and negation in other words.
-#      The shipped adapter is the soup of R11+R12 and R13, compressed to rank 96 (58 MB).
+#      The soup of R11+R12 and R13, compressed to rank 96, was the shipped v8.
+#   8. Round 16 (about 30 minutes): two members start from v8 on two draws of the mix with everyday questions
+#      to a group, slurs thrown as insults in more forms and hate asked as a question, and with the mix's
+#      disability slurs thrown at a person labelled offensive as the guide says (Davidson often said hate).
+#      The shipped adapter is the soup of the two, at rank 96 (58 MB).
 #
 # MODBOT_INIT_ADAPTER=DIR skips step 1 and starts step 3 from DIR (an adapter of the same base model).
 #
@@ -42,7 +46,8 @@ RUNS=${MODBOT_RUNS:-runs/shipped-adapter}
 SHIPPED=model/adapters/smollm2-135m
 MODBOT=.venv/bin/modbot
 PYTHON=.venv/bin/python
-VERSION=smollm2-135m-chat-v8
+VERSION=smollm2-135m-chat-v9
+V8=smollm2-135m-chat-v8
 V7=smollm2-135m-chat-v7
 V4=smollm2-135m-chat-v4
 V5=smollm2-135m-chat-v5
@@ -135,6 +140,7 @@ MIX3=(--data-dir "$DATA" "${HELD_OUT[@]}" --davidson-per-class 300 --wiki-neutra
 # named after $7, the release the round is part of.
 SMALL_MIX=(--data-dir "$DATA" "${HELD_OUT[@]}" --davidson-per-class 200 --wiki-neutral 60 --toxigen-hate 100
            --toxigen-neutral 300 --wiki-flagged 150)
+MIX_RULES=()  # options of mix.py that relabel by the guide; step 8 sets them
 round_member() {
   local mix_seed=$1 init=$2 lr=$3 weights=$4 seed=$5 out=$6 release=$7
   "$PYTHON" training/recipes/mix.py "${SMALL_MIX[@]}" --seed "$mix_seed" --out "$RUNS/sources$mix_seed.jsonl"
@@ -142,7 +148,7 @@ round_member() {
   "$MODBOT" augment --seed "$mix_seed" --per-category 15 $weights --obfuscate-from "$RUNS/sources$mix_seed.jsonl" \
     --obfuscate-count 90 --inject-count 25 --out "$RUNS/augment$mix_seed.jsonl"
   "$PYTHON" training/recipes/mix.py "${SMALL_MIX[@]}" --seed "$mix_seed" --augment "$RUNS/augment$mix_seed.jsonl" \
-    --out "$RUNS/mix$mix_seed.jsonl"
+    "${MIX_RULES[@]}" --out "$RUNS/mix$mix_seed.jsonl"
   "$MODBOT" train --data "$RUNS/mix$mix_seed.jsonl" --init-adapter "$init" --val-per-class 25 "${HELD_OUT[@]}" \
     --epochs 1 --lr "$lr" --threads 1 --seed "$seed" --version "$release-$(basename "$out")" --out "$out" --overwrite
 }
@@ -201,13 +207,25 @@ R12_WEIGHTS="$R11_WEIGHTS --category hostility_at_things=30
   --category slur_as_insult=45 --category group_question=35"
 R13_WEIGHTS="$R12_WEIGHTS --category counter_quote_leading=45 --category negated_hate_varied=40
   --category hostility_at_things=25"
-pair "$VERSION" round11 "$RUNS/v7" 2e-4 "$R11_WEIGHTS" 29 31 1 2
-pair "$VERSION" round12 "$RUNS/round11" 2e-4 "$R12_WEIGHTS" 33 35 1 2
-"$MODBOT" soup "$RUNS/round11" "$RUNS/round12" --version "$VERSION-r11-12" --max-rank 96 --out "$RUNS/r11-12" \
+pair "$V8" round11 "$RUNS/v7" 2e-4 "$R11_WEIGHTS" 29 31 1 2
+pair "$V8" round12 "$RUNS/round11" 2e-4 "$R12_WEIGHTS" 33 35 1 2
+"$MODBOT" soup "$RUNS/round11" "$RUNS/round12" --version "$V8-r11-12" --max-rank 96 --out "$RUNS/r11-12" \
   --overwrite
-pair "$VERSION" round13 "$RUNS/r11-12" 2e-4 "$R13_WEIGHTS" 37 39 1 2
+pair "$V8" round13 "$RUNS/r11-12" 2e-4 "$R13_WEIGHTS" 37 39 1 2
+"$MODBOT" soup "$RUNS/r11-12" "$RUNS/round13" --version "$V8" --max-rank 96 --out "$RUNS/v8" --overwrite
 
-"$MODBOT" soup "$RUNS/r11-12" "$RUNS/round13" --version "$VERSION" --max-rank 96 "${EVALS[@]}" --threads 2 \
+# -- 8. Round 16 ----------------------------------------------------------------------------------------
+# (Rounds 14 and 15 were tried and not kept: docs/training.md.) Round 13's weights with two opt-in
+# categories (practical questions to a group about food, language, dress or customs; slurs thrown at a
+# person in more forms) and hate asked as a question weighted up, so the neutral questions do not pull it
+# down. The mix's disability slurs thrown at one person are labelled offensive (training/guide_labels.py):
+# weighting the offensive side up alone never moved them, because the same words also came labelled hate.
+R16_WEIGHTS="$R13_WEIGHTS --category group_question_everyday=45 --category slur_as_insult_varied=45
+  --category hate_as_question=45"
+MIX_RULES=(--disability-insults-offensive)
+pair "$VERSION" round16 "$RUNS/v8" 2e-4 "$R16_WEIGHTS" 47 53 1 2
+
+"$MODBOT" soup "$RUNS/round16a" "$RUNS/round16b" --version "$VERSION" --max-rank 96 "${EVALS[@]}" --threads 2 \
   --out "$RUNS/chat" --overwrite
 cp "$RUNS/test.jsonl" "$RUNS/dev.jsonl" "$RUNS/chat/"
 rm -rf "$SHIPPED.old" && mv "$SHIPPED" "$SHIPPED.old" && mv "$RUNS/chat" "$SHIPPED" && rm -rf "$SHIPPED.old"
