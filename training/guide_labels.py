@@ -13,16 +13,19 @@ import re
 from collections.abc import Iterable
 from dataclasses import replace
 
+from training.augment import SLOTS
 from training.formats import Example
 
 # Slurs about disability (and "psycho") that chat throws at anyone.
 DISABILITY_INSULT = re.compile(
     r"\b(retard\w*|tard|mong|mongoloid|gimp|spastic|spaz|window licker|psycho\w*)\b", re.IGNORECASE)
-# Anything that points at a protected group: another slur, a group named, disability named. A message with one
-# of these may be hate for that reason, so the rule leaves it alone.
+# Anything that points at a protected group: a slur for one (the augmentation's own lexicon, plus the stems
+# Davidson's tweets spell in many ways), a group named, disability named. A message with one of these may be
+# hate for that reason, so the rule leaves it alone.
+_IDENTITY_SLURS = "|".join(re.escape(slur) for slur in SLOTS["identity_slur"])
 PROTECTED_TARGET = re.compile(
-    r"\b(nigg\w*|fag\w*|kike|chink|spic|wetback|towelhead|tranny|dyke|beaner|muslim|jew\w*|black|gay|"
-    r"disabled|autis\w*|special olympic\w*|wheelchair)", re.IGNORECASE)
+    rf"\b({_IDENTITY_SLURS}|nigg\w*|fag\w*|muslim|jew\w*|black|gay|disabled|autis\w*|special olympic\w*|"
+    r"wheelchair)", re.IGNORECASE)
 
 
 def is_disability_insult(text: str) -> bool:

@@ -13,6 +13,7 @@ def test_a_message_that_names_a_protected_group_is_left_alone():
     assert not is_disability_insult("disabled people are retards and should be locked away")
     assert not is_disability_insult("these muslims are retarded")
     assert not is_disability_insult("you stupid fag, you're retarded")
+    assert not is_disability_insult("shut up you retarded coon")  # a slur from the augmentation's own lexicon
 
 
 def test_words_that_only_contain_a_slur_are_not_one():

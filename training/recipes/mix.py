@@ -81,11 +81,12 @@ def main(argv: list[str] | None = None) -> int:
 
     parts = {"davidson": davidson, "toxigen": toxigen, "wiki": wiki_flagged + wiki_neutral[: args.wiki_neutral],
              "augment": augmented}
+    if args.disability_insults_offensive:
+        for name, part in parts.items():
+            parts[name], changed = disability_insults_as_offensive(part)
+            print(f"{name}: relabelled {changed} disability insults from hate to offensive")
     mix = [example for part in parts.values() for example in part]
     random.Random(args.seed + 1).shuffle(mix)
-    if args.disability_insults_offensive:
-        mix, changed = disability_insults_as_offensive(mix)
-        print(f"relabelled {changed} disability insults from hate to offensive")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(to_jsonl(mix), encoding="utf-8")
     for name, part in parts.items():
