@@ -277,16 +277,32 @@ def _every_expansion(template: str) -> list[str]:
 def test_the_wording_of_templates_written_after_reading_the_suite_stays_out_of_it(name):
     # Written after reading the suite's misses: the rule may match, the wording must not. No run of four
     # words a template writes itself (its slots, shared with older categories, left out) is in a case.
+    runs = _runs_of_four_words(name)
+    assert runs and not _cases_sharing_a_run(runs, "functional.csv")
+
+
+def test_the_lookalike_words_check_shares_no_wording_with_the_template_that_teaches_them():
+    # eval/lookalike_words.csv measures whether "Nigeria", "Scunthorpe" and the like come out neutral in
+    # sentences the model never saw; half its words are ones slur_lookalike_words trains on.
+    runs = _runs_of_four_words("slur_lookalike_words")
+    assert runs and not _cases_sharing_a_run(runs, "lookalike_words.csv")
+
+
+def _runs_of_four_words(name: str) -> set[str]:
+    """Every run of four words a category's templates write themselves (their {slots} break a run)."""
     category = next(c for c in augment.CATEGORIES if c.name == name)
     runs = set()
     for template in category.templates:
-        for text in _every_expansion(augment._SLOT.sub("\n", template)):  # a slot breaks a run of words
+        for text in _every_expansion(augment._SLOT.sub("\n", template)):
             for line in text.splitlines():
                 words = _words(line)
                 runs |= {" ".join(words[i:i + 4]) for i in range(len(words) - 3)}
-    suite = (Path(__file__).parents[2] / "eval" / "functional.csv").read_text(encoding="utf-8").splitlines()
-    shared = [(run, case) for case in suite for run in runs if f" {run} " in f" {' '.join(_words(case))} "]
-    assert runs and not shared
+    return runs
+
+
+def _cases_sharing_a_run(runs: set[str], eval_file: str) -> list[tuple[str, str]]:
+    cases = (Path(__file__).parents[2] / "eval" / eval_file).read_text(encoding="utf-8").splitlines()
+    return [(run, case) for case in cases for run in runs if f" {run} " in f" {' '.join(_words(case))} "]
 
 
 def test_questions_about_food_language_and_customs_are_asked_only_of_groups_that_have_their_own():
