@@ -29,7 +29,7 @@ demo: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/modbot run
 
-# Retrains the shipped default adapter from data/ (about five and a half hours on 2 idle cores; see the recipe).
+# Retrains the shipped default adapter from data/ (about six and a half hours on 2 idle cores; see the recipe).
 adapter: $(STAMP)
 	bash training/recipes/smollm2-135m.sh
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Reproduces the shipped default adapter, model/adapters/smollm2-135m (smollm2-135m-chat-v9). Run it with
-# `make adapter`. Eight steps:
+# Reproduces the shipped default adapter, model/adapters/smollm2-135m (smollm2-135m-chat-v10). Run it with
+# `make adapter`. Nine steps:
 #
 #   1. Davidson soup (about 50 minutes on an idle 2-core CPU): three LoRA adapters trained on Davidson's
 #      tweets with seeds 1, 2 and 3, averaged (`modbot soup`). This was the shipped v3.
@@ -31,7 +31,11 @@
 #   8. Round 16 (about 30 minutes): two members start from v8 on two draws of the mix with everyday questions
 #      to a group, slurs thrown as insults in more forms and hate asked as a question, and with the mix's
 #      disability slurs thrown at a person labelled offensive as the guide says (Davidson often said hate).
-#      The shipped adapter is the soup of the two, at rank 96 (58 MB).
+#      The soup of the two, at rank 96, was the shipped v9.
+#   9. Rounds 17 and 18 (about 70 minutes): two pairs of members start from v9 on draws of the mix with more
+#      Davidson tweets (300 per class) and identity slurs, at a person and in passing, weighted up (v9 had
+#      learnt to call some of them offensive along with the disability slurs); R18 also weights threats,
+#      self-harm incitement and profanity up. The shipped adapter is the soup of the four, at rank 96 (58 MB).
 #
 # MODBOT_INIT_ADAPTER=DIR skips step 1 and starts step 3 from DIR (an adapter of the same base model).
 #
@@ -46,7 +50,8 @@ RUNS=${MODBOT_RUNS:-runs/shipped-adapter}
 SHIPPED=model/adapters/smollm2-135m
 MODBOT=.venv/bin/modbot
 PYTHON=.venv/bin/python
-VERSION=smollm2-135m-chat-v9
+VERSION=smollm2-135m-chat-v10
+V9=smollm2-135m-chat-v9
 V8=smollm2-135m-chat-v8
 V7=smollm2-135m-chat-v7
 V4=smollm2-135m-chat-v4
@@ -223,10 +228,24 @@ pair "$V8" round13 "$RUNS/r11-12" 2e-4 "$R13_WEIGHTS" 37 39 1 2
 R16_WEIGHTS="$R13_WEIGHTS --category group_question_everyday=45 --category slur_as_insult_varied=45
   --category hate_as_question=45"
 MIX_RULES=(--disability-insults-offensive)
-pair "$VERSION" round16 "$RUNS/v8" 2e-4 "$R16_WEIGHTS" 47 53 1 2
-
-"$MODBOT" soup "$RUNS/round16a" "$RUNS/round16b" --version "$VERSION" --max-rank 96 "${EVALS[@]}" --threads 2 \
-  --out "$RUNS/chat" --overwrite
+pair "$V9" round16 "$RUNS/v8" 2e-4 "$R16_WEIGHTS" 47 53 1 2
+# -- 9. Rounds 17 and 18 --------------------------------------------------------------------------------
+# v9 called offensive many tweets that throw a racial or homophobic slur at a person, which the guide calls
+# hate: its relabelled disability slurs pulled the other slurs along. Both rounds start from v9 with more
+# Davidson tweets and the identity-slur categories weighted up, questions about a group weighted with them;
+# R18 also weights threats and self-harm incitement at a person and untargeted profanity up, the offensive
+# side R17 moved towards neutral. The four members are averaged, not the two rounds' soups: they start from
+# the same weights and an even average of four is what was measured.
+SMALL_MIX=(--data-dir "$DATA" "${HELD_OUT[@]}" --davidson-per-class 300 --wiki-neutral 60 --toxigen-hate 100
+           --toxigen-neutral 300 --wiki-flagged 150)
+R17_WEIGHTS="$R16_WEIGHTS --category hate_slur_in_passing=60 --category hate_slur_identity=60
+  --category group_question=45"
+R18_WEIGHTS="$R17_WEIGHTS --category threat_person=50 --category self_harm_incitement=35
+  --category profanity_untargeted=30"
+pair "$VERSION" round17 "$RUNS/round16" 2e-4 "$R17_WEIGHTS" 59 61 1 2
+pair "$VERSION" round18 "$RUNS/round16" 2e-4 "$R18_WEIGHTS" 67 71 1 2
+"$MODBOT" soup "$RUNS/round17a" "$RUNS/round17b" "$RUNS/round18a" "$RUNS/round18b" --version "$VERSION" \
+  --max-rank 96 "${EVALS[@]}" --threads 2 --out "$RUNS/chat" --overwrite
 cp "$RUNS/test.jsonl" "$RUNS/dev.jsonl" "$RUNS/chat/"
 rm -rf "$SHIPPED.old" && mv "$SHIPPED" "$SHIPPED.old" && mv "$RUNS/chat" "$SHIPPED" && rm -rf "$SHIPPED.old"
 echo "installed $SHIPPED"
