@@ -143,17 +143,19 @@ MIX3=(--data-dir "$DATA" "${HELD_OUT[@]}" --davidson-per-class 300 --wiki-neutra
 # One member of a round: its own draw of the sources and of the augmentation (mix seed $1), weighted by the
 # categories in $4, trained one epoch from $2 at learning rate $3 with training seed $5, written to $6 and
 # named after $7, the release the round is part of.
-SMALL_MIX=(--data-dir "$DATA" "${HELD_OUT[@]}" --davidson-per-class 200 --wiki-neutral 60 --toxigen-hate 100
-           --toxigen-neutral 300 --wiki-flagged 150)
+ROUND_DAVIDSON=200  # Davidson tweets per class in a round's mix; step 9 raises it
+SMALL_MIX=(--data-dir "$DATA" "${HELD_OUT[@]}" --wiki-neutral 60 --toxigen-hate 100 --toxigen-neutral 300
+           --wiki-flagged 150)
 MIX_RULES=()  # options of mix.py that relabel by the guide; step 8 sets them
 round_member() {
   local mix_seed=$1 init=$2 lr=$3 weights=$4 seed=$5 out=$6 release=$7
-  "$PYTHON" training/recipes/mix.py "${SMALL_MIX[@]}" --seed "$mix_seed" --out "$RUNS/sources$mix_seed.jsonl"
+  "$PYTHON" training/recipes/mix.py "${SMALL_MIX[@]}" --davidson-per-class "$ROUND_DAVIDSON" --seed "$mix_seed" \
+    --out "$RUNS/sources$mix_seed.jsonl"
   # shellcheck disable=SC2086  # $weights is a list of --category options
   "$MODBOT" augment --seed "$mix_seed" --per-category 15 $weights --obfuscate-from "$RUNS/sources$mix_seed.jsonl" \
     --obfuscate-count 90 --inject-count 25 --out "$RUNS/augment$mix_seed.jsonl"
-  "$PYTHON" training/recipes/mix.py "${SMALL_MIX[@]}" --seed "$mix_seed" --augment "$RUNS/augment$mix_seed.jsonl" \
-    "${MIX_RULES[@]}" --out "$RUNS/mix$mix_seed.jsonl"
+  "$PYTHON" training/recipes/mix.py "${SMALL_MIX[@]}" --davidson-per-class "$ROUND_DAVIDSON" --seed "$mix_seed" \
+    --augment "$RUNS/augment$mix_seed.jsonl" "${MIX_RULES[@]}" --out "$RUNS/mix$mix_seed.jsonl"
   "$MODBOT" train --data "$RUNS/mix$mix_seed.jsonl" --init-adapter "$init" --val-per-class 25 "${HELD_OUT[@]}" \
     --epochs 1 --lr "$lr" --threads 1 --seed "$seed" --version "$release-$(basename "$out")" --out "$out" --overwrite
 }
@@ -236,8 +238,7 @@ pair "$V9" round16 "$RUNS/v8" 2e-4 "$R16_WEIGHTS" 47 53 1 2
 # R18 also weights threats and self-harm incitement at a person and untargeted profanity up, the offensive
 # side R17 moved towards neutral. The four members are averaged, not the two rounds' soups: they start from
 # the same weights and an even average of four is what was measured.
-SMALL_MIX=(--data-dir "$DATA" "${HELD_OUT[@]}" --davidson-per-class 300 --wiki-neutral 60 --toxigen-hate 100
-           --toxigen-neutral 300 --wiki-flagged 150)
+ROUND_DAVIDSON=300
 R17_WEIGHTS="$R16_WEIGHTS --category hate_slur_in_passing=60 --category hate_slur_identity=60
   --category group_question=45"
 R18_WEIGHTS="$R17_WEIGHTS --category threat_person=50 --category self_harm_incitement=35
